@@ -1,0 +1,48 @@
+package events
+
+import (
+	"strconv"
+	"time"
+)
+
+// Keys names every Redis key of one deployment. Each key starts with the
+// deployment's prefix and carries the hash tag {0} (partition 0), so that a
+// stage's presence keys and the stream share one Redis Cluster slot and one Lua
+// script may touch them all. When the stream is split into N partitions the
+// tag becomes the partition number; nothing else changes.
+type Keys struct {
+	base string // "<prefix>:{0}:"
+}
+
+// NewKeys returns the key names for prefix (REDIS_PREFIX).
+func NewKeys(prefix string) Keys {
+	return Keys{base: prefix + ":{0}:"}
+}
+
+// Base is the common beginning of every key; the Lua scripts build the
+// per-stage keys from it.
+func (k Keys) Base() string { return k.base }
+
+// Stream is the event log.
+func (k Keys) Stream() string { return k.base + "events" }
+
+// DeadLetter holds entries that could not be projected, with the reason.
+func (k Keys) DeadLetter() string { return k.base + "dead" }
+
+// Sessions is a hash: session ID -> "joined_ms|participant|stage|user".
+func (k Keys) Sessions() string { return k.base + "sessions" }
+
+// Stages is a sorted set of stage ARNs scored by their last event (Unix ms).
+func (k Keys) Stages() string { return k.base + "stages" }
+
+// Present is a stage's sorted set of user IDs scored by last-seen time (Unix
+// ms): the one structure behind count, list and "who is silent".
+func (k Keys) Present(stage string) string { return k.base + "present:" + stage }
+
+// Members is a stage's hash: user ID -> the user's open session ID.
+func (k Keys) Members(stage string) string { return k.base + "members:" + stage }
+
+// Peak is the highest live count a stage reached in the minute holding t.
+func (k Keys) Peak(stage string, t time.Time) string {
+	return k.base + "peak:" + stage + ":" + strconv.FormatInt(t.UnixMilli()/60000, 10)
+}

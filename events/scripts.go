@@ -1,0 +1,189 @@
+package events
+
+import "github.com/redis/go-redis/v9"
+
+// Every script takes KEYS = {stream, sessions, stages} and
+// ARGV[1..4] = {key base, now ms, heartbeat timeout ms, stream bound (0 = none)};
+// the per-stage keys are built from the base inside the script, and share the
+// base's hash tag. Each script is one atomic step: the event is appended and
+// the live state changed together, or neither.
+const luaCommon = `
+local stream, sessions, stages = KEYS[1], KEYS[2], KEYS[3]
+local base = ARGV[1]
+local now = tonumber(ARGV[2])
+local timeout = tonumber(ARGV[3])
+local bound = tonumber(ARGV[4])
+
+local function present_key(stage) return base .. 'present:' .. stage end
+local function members_key(stage) return base .. 'members:' .. stage end
+
+-- a session record is "joined_ms|participant|stage|user"; the user ID is last
+-- because it is the only part that may contain '|'.
+local function parse(rec)
+  local j, p, s, u = string.match(rec, '^(%d+)|([^|]*)|([^|]*)|(.*)$')
+  return j, p, s, u
+end
+
+local function check_bound()
+  if bound > 0 and redis.call('XLEN', stream) >= bound then
+    return redis.error_reply('BACKPRESSURE stream holds ' .. bound .. ' entries')
+  end
+end
+
+local function xadd(fields)
+  return redis.call('XADD', stream, '*', unpack(fields))
+end
+
+local function event(typ, sid, user, stage, participant, at)
+  local f = {'v', '1', 'type', typ, 'session', sid, 'user', user, 'stage', stage}
+  if participant ~= nil and participant ~= '' then
+    f[#f+1] = 'participant'; f[#f+1] = participant
+  end
+  f[#f+1] = 'at'; f[#f+1] = tostring(at)
+  return f
+end
+
+local function live_count(stage)
+  return redis.call('ZCOUNT', present_key(stage), '(' .. (now - timeout), '+inf')
+end
+
+-- close appends the closing event of session sid and removes it from the live
+-- state. typ is 'leave' or 'timeout'; last_seen is when the viewer was last
+-- known present (the left_at of the row).
+local function close(sid, rec, typ, last_seen)
+  local joined, participant, stage, user = parse(rec)
+  local f = event(typ, sid, user, stage, participant, now)
+  f[#f+1] = 'joined'; f[#f+1] = joined
+  f[#f+1] = 'last_seen'; f[#f+1] = tostring(last_seen)
+  xadd(f)
+  redis.call('HDEL', sessions, sid)
+  local mk = members_key(stage)
+  if redis.call('HGET', mk, user) == sid then
+    redis.call('HDEL', mk, user)
+    redis.call('ZREM', present_key(stage), user)
+  end
+  return stage
+end
+
+-- last_seen of a session, or nil if its user is not in the presence set.
+local function seen(stage, user)
+  local s = redis.call('ZSCORE', present_key(stage), user)
+  if s then return tonumber(s) end
+  return nil
+end
+`
+
+// joinScript: ARGV[5..12] = session ID to mint, user, stage, participant, ua,
+// ip, country, peak key TTL seconds. Returns {session ID, live count,
+// rejoined 0|1}.
+var joinScript = redis.NewScript(luaCommon + `
+local sid, user, stage, participant = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local ua, ip, country, peak_ttl = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+local err = check_bound(); if err then return err end
+local pk, mk = present_key(stage), members_key(stage)
+
+local rejoined = 0
+local old = redis.call('HGET', mk, user)
+if old then
+  local rec = redis.call('HGET', sessions, old)
+  local last = seen(stage, user)
+  if rec and last and last > now - timeout then
+    sid = old
+    rejoined = 1
+  elseif rec then
+    -- present once, silent past the timeout, not yet swept: close that
+    -- session at its last sign of life before opening a new one.
+    local joined = parse(rec)
+    close(old, rec, 'timeout', last or tonumber(joined))
+  end
+end
+
+local f = event('join', sid, user, stage, (rejoined == 0) and participant or nil, now)
+if rejoined == 0 then
+  redis.call('HSET', sessions, sid, now .. '|' .. participant .. '|' .. stage .. '|' .. user)
+  redis.call('HSET', mk, user, sid)
+  if ua ~= '' then f[#f+1] = 'ua'; f[#f+1] = ua end
+  if ip ~= '' then f[#f+1] = 'ip'; f[#f+1] = ip end
+  if country ~= '' then f[#f+1] = 'country'; f[#f+1] = country end
+end
+xadd(f)
+redis.call('ZADD', pk, 'GT', now, user)
+redis.call('ZADD', stages, 'GT', now, stage)
+
+local count = live_count(stage)
+local peak = base .. 'peak:' .. stage .. ':' .. math.floor(now / 60000)
+local prev = tonumber(redis.call('GET', peak) or '0')
+if count > prev then
+  redis.call('SET', peak, count, 'EX', peak_ttl)
+end
+return {sid, count, rejoined}
+`)
+
+// heartbeatScript: ARGV[5] = session ID. Returns {1, live count} when the
+// session is present, {0, 0} when it is unknown or expired (an expired one is
+// closed with a timeout event at its last heartbeat).
+var heartbeatScript = redis.NewScript(luaCommon + `
+local sid = ARGV[5]
+local rec = redis.call('HGET', sessions, sid)
+if not rec then return {0, 0} end
+local joined, participant, stage, user = parse(rec)
+local last = seen(stage, user)
+if not last or last <= now - timeout or redis.call('HGET', members_key(stage), user) ~= sid then
+  close(sid, rec, 'timeout', last or tonumber(joined))
+  return {0, 0}
+end
+local err = check_bound(); if err then return err end
+xadd(event('heartbeat', sid, user, stage, nil, now))
+redis.call('ZADD', present_key(stage), 'GT', now, user)
+redis.call('ZADD', stages, 'GT', now, stage)
+return {1, live_count(stage)}
+`)
+
+// leaveScript: ARGV[5] = session ID. Returns {1, live count} when it closed
+// the session, {0, 0} when there was nothing to close (repeat-safe). A session
+// already silent past the timeout is closed as a timeout at its last heartbeat.
+var leaveScript = redis.NewScript(luaCommon + `
+local sid = ARGV[5]
+local rec = redis.call('HGET', sessions, sid)
+if not rec then return {0, 0} end
+local joined, participant, stage, user = parse(rec)
+local last = seen(stage, user)
+if not last or last <= now - timeout then
+  close(sid, rec, 'timeout', last or tonumber(joined))
+else
+  close(sid, rec, 'leave', now)
+end
+return {1, live_count(stage)}
+`)
+
+// sweepScript: ARGV[5..7] = stage, at most this many viewers, forget the stage
+// when it is empty and idle since this Unix ms. Closes viewers of the stage
+// silent past the timeout with timeout events at their last heartbeat.
+// Returns the number closed.
+var sweepScript = redis.NewScript(luaCommon + `
+local stage, limit, idle_before = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local pk, mk = present_key(stage), members_key(stage)
+local silent = redis.call('ZRANGE', pk, '-inf', now - timeout, 'BYSCORE', 'LIMIT', 0, limit, 'WITHSCORES')
+local closed = 0
+for i = 1, #silent, 2 do
+  local user, last = silent[i], tonumber(silent[i+1])
+  local sid = redis.call('HGET', mk, user)
+  local rec = sid and redis.call('HGET', sessions, sid)
+  if rec then
+    close(sid, rec, 'timeout', last)
+    closed = closed + 1
+  else
+    -- presence without a session record cannot come from these scripts;
+    -- drop it rather than count a ghost.
+    redis.call('ZREM', pk, user)
+    if sid then redis.call('HDEL', mk, user) end
+  end
+end
+if redis.call('ZCARD', pk) == 0 then
+  local last = redis.call('ZSCORE', stages, stage)
+  if last and tonumber(last) < idle_before then
+    redis.call('ZREM', stages, stage)
+  end
+end
+return closed
+`)

@@ -1,0 +1,233 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrSessionNotFound is returned by Heartbeat for a session that is unknown,
+// closed or silent past the timeout: the client has to join again.
+var ErrSessionNotFound = errors.New("session not found")
+
+// ErrBackpressure is returned by writes while the stream holds MaxLen entries
+// or more: the projector is behind, and nothing was recorded.
+var ErrBackpressure = errors.New("stream is full")
+
+// Stream is one deployment's event stream and live presence state in Redis.
+type Stream struct {
+	rdb     redis.UniversalClient
+	keys    Keys
+	timeout time.Duration
+	// MaxLen, when above zero, bounds the stream: player writes are refused
+	// with ErrBackpressure while it holds that many entries.
+	MaxLen int64
+	// Now is the clock; tests replace it.
+	Now func() time.Time
+}
+
+// NewStream returns the stream of the deployment whose keys start with prefix.
+// A viewer is present while their last join or heartbeat is younger than
+// timeout.
+func NewStream(rdb redis.UniversalClient, prefix string, timeout time.Duration) *Stream {
+	return &Stream{rdb: rdb, keys: NewKeys(prefix), timeout: timeout, Now: time.Now}
+}
+
+// Keys returns the key names the stream uses.
+func (s *Stream) Keys() Keys { return s.keys }
+
+// Client returns the Redis client.
+func (s *Stream) Client() redis.UniversalClient { return s.rdb }
+
+// Timeout is the heartbeat timeout.
+func (s *Stream) Timeout() time.Duration { return s.timeout }
+
+// JoinRequest is what a player's join carries.
+type JoinRequest struct {
+	Stage, User, Participant string
+	UA, IP, Country          string
+}
+
+// JoinResult says which session the viewer is in and the stage's live count.
+type JoinResult struct {
+	Session  string
+	Viewers  int64
+	Rejoined bool
+}
+
+// peakTTL keeps per-minute peaks long enough for any snapshot interval up to a
+// day plus a snapshotter that was down for a while.
+const peakTTL = 26 * time.Hour
+
+// Join appends a join event and makes the user present in the stage, in one
+// step. A user already present continues their session (Rejoined). A user
+// whose earlier session went silent past the timeout has it closed with a
+// timeout event first. Errors: ErrBackpressure, or Redis's own.
+func (s *Stream) Join(ctx context.Context, r JoinRequest) (JoinResult, error) {
+	now := s.Now()
+	res, err := s.run(ctx, joinScript, now, s.MaxLen,
+		ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
+		r.User, r.Stage, r.Participant, r.UA, r.IP, r.Country, int64(peakTTL/time.Second))
+	if err != nil {
+		return JoinResult{}, fmt.Errorf("join: %w", err)
+	}
+	return JoinResult{Session: res[0].(string), Viewers: res[1].(int64), Rejoined: res[2].(int64) == 1}, nil
+}
+
+// Heartbeat appends a heartbeat event and refreshes the session's presence,
+// returning the stage's live count. Errors: ErrSessionNotFound,
+// ErrBackpressure, or Redis's own.
+func (s *Stream) Heartbeat(ctx context.Context, session string) (int64, error) {
+	res, err := s.run(ctx, heartbeatScript, s.Now(), s.MaxLen, session)
+	if err != nil {
+		return 0, fmt.Errorf("heartbeat: %w", err)
+	}
+	if res[0].(int64) == 0 {
+		return 0, ErrSessionNotFound
+	}
+	return res[1].(int64), nil
+}
+
+// Leave closes the session with a leave event (or a timeout event, when it was
+// already silent past the timeout). Leaving a session that is not open does
+// nothing and reports closed=false. Errors: Redis's own.
+func (s *Stream) Leave(ctx context.Context, session string) (closed bool, err error) {
+	res, err := s.run(ctx, leaveScript, s.Now(), 0, session)
+	if err != nil {
+		return false, fmt.Errorf("leave: %w", err)
+	}
+	return res[0].(int64) == 1, nil
+}
+
+// Sweep closes, with timeout events, up to limit viewers of stage who have
+// been silent past the timeout, and forgets the stage once it is empty and
+// has seen no event since idleBefore. It returns how many it closed. Two
+// sweepers never close one session twice: each step is atomic.
+func (s *Stream) Sweep(ctx context.Context, stage string, limit int, idleBefore time.Time) (int, error) {
+	n, err := sweepScript.Run(ctx, s.rdb, s.scriptKeys(),
+		s.keys.base, s.Now().UnixMilli(), s.timeout.Milliseconds(), 0,
+		stage, limit, idleBefore.UnixMilli()).Int()
+	if err != nil {
+		return 0, fmt.Errorf("sweep %s: %w", stage, err)
+	}
+	return n, nil
+}
+
+func (s *Stream) scriptKeys() []string {
+	return []string{s.keys.Stream(), s.keys.Sessions(), s.keys.Stages()}
+}
+
+func (s *Stream) run(ctx context.Context, script *redis.Script, now time.Time, bound int64, args ...any) ([]any, error) {
+	argv := append([]any{s.keys.base, now.UnixMilli(), s.timeout.Milliseconds(), bound}, args...)
+	res, err := script.Run(ctx, s.rdb, s.scriptKeys(), argv...).Slice()
+	if err != nil {
+		if strings.HasPrefix(err.Error(), "BACKPRESSURE") {
+			return nil, ErrBackpressure
+		}
+		return nil, err
+	}
+	return res, nil
+}
+
+// Viewer is one present user of a stage.
+type Viewer struct {
+	User     string    `json:"user_id"`
+	LastSeen time.Time `json:"last_seen"`
+}
+
+// Count returns the number of distinct users present in stage now.
+func (s *Stream) Count(ctx context.Context, stage string) (int64, error) {
+	n, err := s.rdb.ZCount(ctx, s.keys.Present(stage), s.presentMin(), "+inf").Result()
+	if err != nil {
+		return 0, fmt.Errorf("count %s: %w", stage, err)
+	}
+	return n, nil
+}
+
+// Present lists the users present in stage now, most recently seen first, at
+// most limit of them (0: all).
+func (s *Stream) Present(ctx context.Context, stage string, limit int64) ([]Viewer, error) {
+	zs, err := s.rdb.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+		Key: s.keys.Present(stage), Start: "+inf", Stop: s.presentMin(),
+		ByScore: true, Rev: true, Count: limit,
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("present %s: %w", stage, err)
+	}
+	out := make([]Viewer, len(zs))
+	for i, z := range zs {
+		out[i] = Viewer{User: z.Member.(string), LastSeen: time.UnixMilli(int64(z.Score)).UTC()}
+	}
+	return out, nil
+}
+
+// StageCount is a stage with live state and its live count.
+type StageCount struct {
+	Stage        string    `json:"stage_arn"`
+	Viewers      int64     `json:"viewers"`
+	LastActivity time.Time `json:"last_activity"`
+}
+
+// Stages lists the stages that saw an event since `since`, with their live
+// counts, in one round trip for the counts.
+func (s *Stream) Stages(ctx context.Context, since time.Time) ([]StageCount, error) {
+	zs, err := s.rdb.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+		Key: s.keys.Stages(), Start: strconv.FormatInt(since.UnixMilli(), 10), Stop: "+inf", ByScore: true,
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("stages: %w", err)
+	}
+	if len(zs) == 0 {
+		return nil, nil
+	}
+	min := s.presentMin()
+	cmds := make([]*redis.IntCmd, len(zs))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, z := range zs {
+			cmds[i] = p.ZCount(ctx, s.keys.Present(z.Member.(string)), min, "+inf")
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("stage counts: %w", err)
+	}
+	out := make([]StageCount, len(zs))
+	for i, z := range zs {
+		out[i] = StageCount{Stage: z.Member.(string), Viewers: cmds[i].Val(), LastActivity: time.UnixMilli(int64(z.Score)).UTC()}
+	}
+	return out, nil
+}
+
+// Peak returns the highest live count stage reached in the minutes from
+// `from` up to, not including, `to` (0 when no join was seen there).
+func (s *Stream) Peak(ctx context.Context, stage string, from, to time.Time) (int64, error) {
+	var keys []string
+	for t := from.Truncate(time.Minute); t.Before(to); t = t.Add(time.Minute) {
+		keys = append(keys, s.keys.Peak(stage, t))
+	}
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	vals, err := s.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return 0, fmt.Errorf("peak %s: %w", stage, err)
+	}
+	var peak int64
+	for _, v := range vals {
+		if str, ok := v.(string); ok {
+			if n, err := strconv.ParseInt(str, 10, 64); err == nil && n > peak {
+				peak = n
+			}
+		}
+	}
+	return peak, nil
+}
+
+func (s *Stream) presentMin() string {
+	return "(" + strconv.FormatInt(s.Now().UnixMilli()-s.timeout.Milliseconds(), 10)
+}

@@ -1,0 +1,289 @@
+package events_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/viewpulse/viewpulse/events"
+	"github.com/viewpulse/viewpulse/internal/testutil"
+)
+
+const stage = "arn:aws:ivs:us-east-1:123456789012:stage/abcDEF123"
+
+// clock is a settable time source for the stream.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func newStream(t *testing.T) (*events.Stream, *redis.Client, *clock) {
+	t.Helper()
+	rdb, prefix := testutil.Redis(t)
+	c := &clock{t: time.UnixMilli(1_760_000_000_000)}
+	s := events.NewStream(rdb, prefix, 120*time.Second)
+	s.Now = c.Now
+	return s, rdb, c
+}
+
+func readAll(t *testing.T, s *events.Stream) []events.Event {
+	t.Helper()
+	msgs, err := s.Client().XRange(context.Background(), s.Keys().Stream(), "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]events.Event, len(msgs))
+	for i, m := range msgs {
+		e, err := events.Decode(m.ID, m.Values)
+		if err != nil {
+			t.Fatalf("entry %s %v: %v", m.ID, m.Values, err)
+		}
+		out[i] = e
+	}
+	return out
+}
+
+func types(es []events.Event) string {
+	s := ""
+	for _, e := range es {
+		s += string(e.Type) + " "
+	}
+	return s
+}
+
+func TestJoinHeartbeatLeave(t *testing.T) {
+	s, _, c := newStream(t)
+	ctx := context.Background()
+	j, err := s.Join(ctx, events.JoinRequest{Stage: stage, User: "u1", Participant: "p1", UA: "ua", IP: "203.0.113.9", Country: "DE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Viewers != 1 || j.Rejoined || len(j.Session) != 26 {
+		t.Fatalf("join = %+v", j)
+	}
+	c.Add(30 * time.Second)
+	n, err := s.Heartbeat(ctx, j.Session)
+	if err != nil || n != 1 {
+		t.Fatalf("heartbeat = %d, %v", n, err)
+	}
+	c.Add(10 * time.Second)
+	closed, err := s.Leave(ctx, j.Session)
+	if err != nil || !closed {
+		t.Fatalf("leave = %v, %v", closed, err)
+	}
+	closed, err = s.Leave(ctx, j.Session)
+	if err != nil || closed {
+		t.Fatalf("second leave = %v, %v", closed, err)
+	}
+	if n, _ := s.Count(ctx, stage); n != 0 {
+		t.Fatalf("count after leave = %d", n)
+	}
+	if _, err := s.Heartbeat(ctx, j.Session); !errors.Is(err, events.ErrSessionNotFound) {
+		t.Fatalf("heartbeat after leave: %v", err)
+	}
+	es := readAll(t, s)
+	if got := types(es); got != "join heartbeat leave " {
+		t.Fatalf("events = %s", got)
+	}
+	join, leave := es[0], es[2]
+	if join.UA != "ua" || join.IP != "203.0.113.9" || join.Country != "DE" || join.Participant != "p1" || join.User != "u1" || join.Stage != stage {
+		t.Fatalf("join event = %+v", join)
+	}
+	if !leave.Joined.Equal(join.At) || !leave.LastSeen.Equal(c.Now()) || leave.Session != j.Session {
+		t.Fatalf("leave event = %+v (join at %v)", leave, join.At)
+	}
+}
+
+func TestTwoTabsCountOnceAndRejoinContinues(t *testing.T) {
+	s, _, c := newStream(t)
+	ctx := context.Background()
+	a, _ := s.Join(ctx, events.JoinRequest{Stage: stage, User: "u1"})
+	c.Add(time.Second)
+	b, err := s.Join(ctx, events.JoinRequest{Stage: stage, User: "u1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.Rejoined || b.Session != a.Session || b.Viewers != 1 {
+		t.Fatalf("second tab = %+v, first %+v", b, a)
+	}
+	other, _ := s.Join(ctx, events.JoinRequest{Stage: stage, User: "u2"})
+	if other.Viewers != 2 {
+		t.Fatalf("second user count = %d", other.Viewers)
+	}
+	es := readAll(t, s)
+	if es[1].Type != events.Join || es[1].Session != a.Session || es[1].UA != "" {
+		t.Fatalf("rejoin event = %+v", es[1])
+	}
+}
+
+func TestExpiryByTime(t *testing.T) {
+	s, _, c := newStream(t)
+	ctx := context.Background()
+	j, _ := s.Join(ctx, events.JoinRequest{Stage: stage, User: "u1"})
+	joinedAt := c.Now()
+	c.Add(119 * time.Second)
+	if n, _ := s.Count(ctx, stage); n != 1 {
+		t.Fatalf("count before timeout = %d", n)
+	}
+	c.Add(time.Second)
+	if n, _ := s.Count(ctx, stage); n != 0 {
+		t.Fatalf("count at timeout = %d, want 0 without any sweep", n)
+	}
+	if got, _ := s.Stages(ctx, time.Time{}); len(got) != 1 || got[0].Viewers != 0 {
+		t.Fatalf("stages = %+v", got)
+	}
+	if _, err := s.Heartbeat(ctx, j.Session); !errors.Is(err, events.ErrSessionNotFound) {
+		t.Fatalf("heartbeat after expiry: %v", err)
+	}
+	es := readAll(t, s)
+	last := es[len(es)-1]
+	if last.Type != events.Timeout || !last.LastSeen.Equal(joinedAt) || !last.Joined.Equal(joinedAt) {
+		t.Fatalf("closing event = %+v", last)
+	}
+	// A new join opens a new session.
+	j2, _ := s.Join(ctx, events.JoinRequest{Stage: stage, User: "u1"})
+	if j2.Rejoined || j2.Session == j.Session || j2.Viewers != 1 {
+		t.Fatalf("join after expiry = %+v", j2)
+	}
+}
+
+func TestJoinClosesExpiredSessionFirst(t *testing.T) {
+	s, _, c := newStream(t)
+	ctx := context.Background()
+	j, _ := s.Join(ctx, events.JoinRequest{Stage: stage, User: "u1"})
+	c.Add(10 * time.Second)
+	_, _ = s.Heartbeat(ctx, j.Session)
+	lastBeat := c.Now()
+	c.Add(5 * time.Minute)
+	j2, _ := s.Join(ctx, events.JoinRequest{Stage: stage, User: "u1"})
+	es := readAll(t, s)
+	if got := types(es); got != "join heartbeat timeout join " {
+		t.Fatalf("events = %s", got)
+	}
+	if es[2].Session != j.Session || !es[2].LastSeen.Equal(lastBeat) || es[3].Session != j2.Session {
+		t.Fatalf("timeout %+v, new join %+v", es[2], es[3])
+	}
+}
+
+func TestSweep(t *testing.T) {
+	s, _, c := newStream(t)
+	ctx := context.Background()
+	a, _ := s.Join(ctx, events.JoinRequest{Stage: stage, User: "silent"})
+	aSeen := c.Now()
+	c.Add(100 * time.Second)
+	b, _ := s.Join(ctx, events.JoinRequest{Stage: stage, User: "alive"})
+	c.Add(30 * time.Second)
+	n, err := s.Sweep(ctx, stage, 100, time.Time{})
+	if err != nil || n != 1 {
+		t.Fatalf("sweep = %d, %v", n, err)
+	}
+	if n, _ := s.Sweep(ctx, stage, 100, time.Time{}); n != 0 {
+		t.Fatalf("second sweep closed %d", n)
+	}
+	if _, err := s.Heartbeat(ctx, b.Session); err != nil {
+		t.Fatalf("alive viewer: %v", err)
+	}
+	es := readAll(t, s)
+	var timeouts []events.Event
+	for _, e := range es {
+		if e.Type == events.Timeout {
+			timeouts = append(timeouts, e)
+		}
+	}
+	if len(timeouts) != 1 || timeouts[0].Session != a.Session || !timeouts[0].LastSeen.Equal(aSeen) {
+		t.Fatalf("timeouts = %+v", timeouts)
+	}
+	// Once empty and idle, the stage is forgotten.
+	_, _ = s.Leave(ctx, b.Session)
+	if _, err := s.Sweep(ctx, stage, 100, c.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Stages(ctx, time.Time{}); len(got) != 0 {
+		t.Fatalf("stages after idle sweep = %+v", got)
+	}
+}
+
+func TestConcurrentJoinsCountExactly(t *testing.T) {
+	rdb, prefix := testutil.Redis(t)
+	s := events.NewStream(rdb, prefix, 120*time.Second)
+	ctx := context.Background()
+	const users, workers = 1000, 50
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > users {
+					return
+				}
+				if _, err := s.Join(ctx, events.JoinRequest{Stage: stage, User: fmt.Sprintf("user-%d", i)}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n, _ := s.Count(ctx, stage); n != users {
+		t.Fatalf("count = %d, want %d", n, users)
+	}
+	if n, _ := rdb.XLen(ctx, s.Keys().Stream()).Result(); n != users {
+		t.Fatalf("stream length = %d, want %d", n, users)
+	}
+	peak, err := s.Peak(ctx, stage, s.Now().Add(-time.Minute), s.Now().Add(time.Minute))
+	if err != nil || peak != users {
+		t.Fatalf("peak = %d, %v", peak, err)
+	}
+}
+
+func TestBackpressure(t *testing.T) {
+	s, rdb, _ := newStream(t)
+	ctx := context.Background()
+	s.MaxLen = 2
+	j, _ := s.Join(ctx, events.JoinRequest{Stage: stage, User: "u1"})
+	_, _ = s.Join(ctx, events.JoinRequest{Stage: stage, User: "u2"})
+	if _, err := s.Join(ctx, events.JoinRequest{Stage: stage, User: "u3"}); !errors.Is(err, events.ErrBackpressure) {
+		t.Fatalf("join over bound: %v", err)
+	}
+	if _, err := s.Heartbeat(ctx, j.Session); !errors.Is(err, events.ErrBackpressure) {
+		t.Fatalf("heartbeat over bound: %v", err)
+	}
+	if n, _ := rdb.XLen(ctx, s.Keys().Stream()).Result(); n != 2 {
+		t.Fatalf("stream length = %d", n)
+	}
+	if n, _ := s.Count(ctx, stage); n != 2 {
+		t.Fatalf("count = %d", n)
+	}
+}
+
+func TestPresentListsNewestFirst(t *testing.T) {
+	s, _, c := newStream(t)
+	ctx := context.Background()
+	_, _ = s.Join(ctx, events.JoinRequest{Stage: stage, User: "a"})
+	c.Add(time.Second)
+	_, _ = s.Join(ctx, events.JoinRequest{Stage: stage, User: "b|with|pipes"})
+	v, err := s.Present(ctx, stage, 0)
+	if err != nil || len(v) != 2 || v[0].User != "b|with|pipes" || v[1].User != "a" {
+		t.Fatalf("present = %+v, %v", v, err)
+	}
+}

@@ -1,0 +1,182 @@
+// Package config reads the environment variables every ViewPulse process
+// shares, reports every invalid one by name, and builds the logger.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lmittmann/tint"
+	"github.com/mattn/go-isatty"
+)
+
+// Env reads variables through getenv and collects what is wrong with them, so
+// that a process refuses to start with one message naming every bad variable.
+type Env struct {
+	getenv func(string) string
+	errs   []error
+	seen   []kv
+}
+
+type kv struct{ name, value string }
+
+// NewEnv reads variables with getenv (os.Getenv in main, a map in tests).
+func NewEnv(getenv func(string) string) *Env { return &Env{getenv: getenv} }
+
+// String returns the variable or def when it is unset.
+func (e *Env) String(name, def string) string {
+	v := e.getenv(name)
+	if v == "" {
+		v = def
+	}
+	e.seen = append(e.seen, kv{name, v})
+	return v
+}
+
+// Duration parses a Go duration ("120s", "5m"); it must be above zero.
+func (e *Env) Duration(name string, def time.Duration) time.Duration {
+	raw := e.String(name, def.String())
+	d, err := time.ParseDuration(raw)
+	if err != nil || d <= 0 {
+		e.Fail(name, "a positive Go duration such as 120s or 5m", raw)
+		return def
+	}
+	return d
+}
+
+// Int parses an integer within [min, max].
+func (e *Env) Int(name string, def, min, max int64) int64 {
+	raw := e.String(name, strconv.FormatInt(def, 10))
+	n, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || n < min || n > max {
+		e.Fail(name, fmt.Sprintf("an integer from %d to %d", min, max), raw)
+		return def
+	}
+	return n
+}
+
+// Bool parses true/false/1/0.
+func (e *Env) Bool(name string, def bool) bool {
+	raw := e.String(name, strconv.FormatBool(def))
+	b, err := strconv.ParseBool(raw)
+	if err != nil {
+		e.Fail(name, "true or false", raw)
+		return def
+	}
+	return b
+}
+
+// Fail records that variable name holds raw where want was expected.
+func (e *Env) Fail(name, want, raw string) {
+	e.errs = append(e.errs, fmt.Errorf("%s=%q: want %s", name, mask(name, raw), want))
+}
+
+// Err returns every recorded problem, or nil.
+func (e *Env) Err() error {
+	if len(e.errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("invalid configuration: %w", errors.Join(e.errs...))
+}
+
+// LogAttrs returns the effective configuration as log attributes, secrets
+// masked, for the start-up log line.
+func (e *Env) LogAttrs() []any {
+	out := make([]any, 0, len(e.seen))
+	for _, s := range e.seen {
+		out = append(out, slog.String(strings.ToLower(s.name), mask(s.name, s.value)))
+	}
+	return out
+}
+
+// mask hides passwords inside URLs and whole values of secret-looking names.
+func mask(name, value string) string {
+	upper := strings.ToUpper(name)
+	if value == "" {
+		return value
+	}
+	if strings.Contains(upper, "PASSWORD") || strings.Contains(upper, "KEYS") || strings.Contains(upper, "SECRET") {
+		return "***"
+	}
+	if strings.HasSuffix(upper, "_URL") {
+		if u, err := url.Parse(value); err == nil && u.User != nil {
+			if _, ok := u.User.Password(); ok {
+				u.User = url.UserPassword(u.User.Username(), "xxx")
+				return strings.Replace(u.String(), "xxx", "***", 1)
+			}
+		}
+	}
+	return value
+}
+
+// Common is the configuration every process reads.
+type Common struct {
+	RedisURL         string
+	RedisPrefix      string
+	HeartbeatTimeout time.Duration
+	LogFormat        string
+	LogLevel         slog.Level
+}
+
+// ReadCommon reads REDIS_URL, REDIS_PREFIX, HEARTBEAT_TIMEOUT, LOG_FORMAT and
+// LOG_LEVEL. stdout decides the default log format: text on a terminal.
+func ReadCommon(e *Env, stdout io.Writer) Common {
+	c := Common{
+		RedisURL:         e.String("REDIS_URL", "redis://127.0.0.1:6379/0"),
+		RedisPrefix:      e.String("REDIS_PREFIX", "vp"),
+		HeartbeatTimeout: e.Duration("HEARTBEAT_TIMEOUT", 120*time.Second),
+	}
+	if strings.ContainsAny(c.RedisPrefix, "{} ") {
+		e.Fail("REDIS_PREFIX", "a prefix without braces or spaces", c.RedisPrefix)
+	}
+	defFormat := "json"
+	if f, ok := stdout.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+		defFormat = "text"
+	}
+	c.LogFormat = e.String("LOG_FORMAT", defFormat)
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		e.Fail("LOG_FORMAT", "text or json", c.LogFormat)
+	}
+	level := e.String("LOG_LEVEL", "info")
+	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
+		e.Fail("LOG_LEVEL", "debug, info, warn or error", level)
+	}
+	return c
+}
+
+// DatabaseURL returns DATABASE_URL, or one built from DB_HOST, DB_PORT,
+// DB_NAME, DB_USER and DB_PASSWORD as the seed design did.
+func DatabaseURL(e *Env) string {
+	if v := e.getenv("DATABASE_URL"); v != "" {
+		return e.String("DATABASE_URL", v)
+	}
+	u := url.URL{
+		Scheme: "postgres",
+		Host:   e.String("DB_HOST", "127.0.0.1") + ":" + e.String("DB_PORT", "5432"),
+		Path:   "/" + e.String("DB_NAME", "ivs_live"),
+	}
+	user := e.String("DB_USER", "postgres")
+	if pw := e.String("DB_PASSWORD", ""); pw != "" {
+		u.User = url.UserPassword(user, pw)
+	} else {
+		u.User = url.User(user)
+	}
+	u.RawQuery = "sslmode=disable"
+	return u.String()
+}
+
+// Logger returns the process logger: tint's coloured text on a terminal, JSON
+// otherwise.
+func (c Common) Logger(w io.Writer) *slog.Logger {
+	if c.LogFormat == "text" {
+		return slog.New(tint.NewHandler(w, &tint.Options{Level: c.LogLevel, TimeFormat: time.TimeOnly}))
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: c.LogLevel}))
+}
