@@ -15,6 +15,7 @@ import (
 
 	"github.com/lmittmann/tint"
 	"github.com/mattn/go-isatty"
+	"github.com/redis/go-redis/v9"
 )
 
 // Env reads variables through getenv and collects what is wrong with them, so
@@ -179,4 +180,20 @@ func (c Common) Logger(w io.Writer) *slog.Logger {
 		return slog.New(tint.NewHandler(w, &tint.Options{Level: c.LogLevel, TimeFormat: time.TimeOnly}))
 	}
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: c.LogLevel}))
+}
+
+// Redis opens a client to REDIS_URL whose every call is bounded: a dial,
+// read or write that takes longer than timeout fails instead of hanging, and
+// a context deadline cuts a call short.
+func (c Common) Redis(timeout time.Duration) (*redis.Client, error) {
+	opt, err := redis.ParseURL(c.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	opt.DialTimeout = timeout
+	opt.ReadTimeout = timeout
+	opt.WriteTimeout = timeout
+	opt.PoolTimeout = timeout
+	opt.ContextTimeoutEnabled = true
+	return redis.NewClient(opt), nil
 }

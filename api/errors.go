@@ -1,0 +1,85 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+)
+
+// Error is an answer other than success: an HTTP status, a stable snake_case
+// code clients switch on, and a message for people. Handlers return it; the
+// error handler writes {"error":{"code":…,"message":…}}.
+type Error struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// RetryAfter, in seconds, is sent as Retry-After when above zero.
+	RetryAfter int `json:"-"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+func errorf(status int, code, message string) *Error {
+	return &Error{Status: status, Code: code, Message: message}
+}
+
+// Errors with no request-specific detail.
+var (
+	errUnavailable = &Error{Status: http.StatusServiceUnavailable, Code: "dependency_unavailable",
+		Message: "a dependency is unavailable; nothing was recorded, retry later", RetryAfter: 1}
+	errBackpressure = &Error{Status: http.StatusServiceUnavailable, Code: "backpressure",
+		Message: "the event log is full while history catches up; nothing was recorded, retry later", RetryAfter: 5}
+	errSessionNotFound = errorf(http.StatusNotFound, "session_not_found",
+		"the session is unknown or expired; join again")
+	errUnauthorized = errorf(http.StatusUnauthorized, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required")
+)
+
+// statusCodes maps echo's own errors (routing, body limits) to codes.
+var statusCodes = map[int]string{
+	http.StatusBadRequest:            "bad_request",
+	http.StatusUnauthorized:          "unauthorized",
+	http.StatusForbidden:             "forbidden",
+	http.StatusNotFound:              "not_found",
+	http.StatusMethodNotAllowed:      "method_not_allowed",
+	http.StatusConflict:              "conflict",
+	http.StatusRequestEntityTooLarge: "body_too_large",
+	http.StatusUnsupportedMediaType:  "unsupported_media_type",
+	http.StatusTooManyRequests:       "too_many_requests",
+	http.StatusServiceUnavailable:    "dependency_unavailable",
+}
+
+// errorHandler writes every error as the contract's JSON. Anything that is
+// neither an *Error nor an echo error is a bug: it is logged and answered 500
+// without detail.
+func (s *server) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var apiErr *Error
+	var httpErr *echo.HTTPError
+	switch {
+	case errors.As(err, &apiErr):
+	case errors.As(err, &httpErr):
+		code, ok := statusCodes[httpErr.Code]
+		if !ok {
+			code = "error"
+		}
+		msg, _ := httpErr.Message.(string)
+		if msg == "" {
+			msg = http.StatusText(httpErr.Code)
+		}
+		apiErr = errorf(httpErr.Code, code, msg)
+	default:
+		s.log().Error("internal error", "method", c.Request().Method, "path", c.Path(), "err", err)
+		apiErr = errorf(http.StatusInternalServerError, "internal", "internal error")
+	}
+	if apiErr.RetryAfter > 0 {
+		c.Response().Header().Set("Retry-After", itoa(apiErr.RetryAfter))
+	}
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(apiErr.Status)
+		return
+	}
+	_ = c.JSON(apiErr.Status, map[string]*Error{"error": apiErr})
+}

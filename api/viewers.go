@@ -1,0 +1,140 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"regexp"
+
+	"github.com/labstack/echo/v4"
+	"github.com/phuslu/iploc"
+
+	"github.com/viewpulse/viewpulse/events"
+)
+
+type joinRequest struct {
+	StageARN      string `json:"stage_arn"`
+	UserID        string `json:"user_id"`
+	ParticipantID string `json:"participant_id"`
+}
+
+type joinResponse struct {
+	SessionID         string `json:"session_id"`
+	Viewers           int64  `json:"viewers"`
+	HeartbeatInterval int    `json:"heartbeat_interval_seconds"`
+	Timeout           int    `json:"timeout_seconds"`
+	Rejoined          bool   `json:"rejoined"`
+}
+
+type sessionRequest struct {
+	SessionID string `json:"session_id"`
+}
+
+// handleJoin: POST /v1/viewers/join. The answer comes after the join event is
+// in the stream and the viewer counted, in one Redis step.
+func (s *server) handleJoin() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req joinRequest
+		if err := bind(c, &req, false); err != nil {
+			return err
+		}
+		if err := firstErr(checkStage(req.StageARN), checkUser(req.UserID), checkParticipant(req.ParticipantID)); err != nil {
+			return err
+		}
+		r := c.Request()
+		ip := c.RealIP()
+		ctx, cancel := context.WithTimeout(r.Context(), s.RedisTimeout)
+		defer cancel()
+		res, err := s.Stream.Join(ctx, events.JoinRequest{
+			Stage: req.StageARN, User: req.UserID, Participant: req.ParticipantID,
+			UA: truncate(r.UserAgent(), 512), IP: ip, Country: s.country(r, ip),
+		})
+		if err != nil {
+			return s.redisError(c, "join", err)
+		}
+		return c.JSON(http.StatusOK, joinResponse{
+			SessionID: res.Session, Viewers: res.Viewers, Rejoined: res.Rejoined,
+			HeartbeatInterval: int(s.heartbeatEvery.Seconds()), Timeout: int(s.Stream.Timeout().Seconds()),
+		})
+	}
+}
+
+// handleHeartbeat: POST /v1/viewers/heartbeat. 404 session_not_found tells
+// the player to join again.
+func (s *server) handleHeartbeat() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req sessionRequest
+		if err := bind(c, &req, false); err != nil {
+			return err
+		}
+		if err := checkSession(req.SessionID); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(c.Request().Context(), s.RedisTimeout)
+		defer cancel()
+		n, err := s.Stream.Heartbeat(ctx, req.SessionID)
+		if err != nil {
+			return s.redisError(c, "heartbeat", err)
+		}
+		return c.JSON(http.StatusOK, map[string]int64{"viewers": n})
+	}
+}
+
+// handleLeave: POST /v1/viewers/leave, repeat-safe; also takes the text/plain
+// body of navigator.sendBeacon.
+func (s *server) handleLeave() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req sessionRequest
+		if err := bind(c, &req, true); err != nil {
+			return err
+		}
+		if err := checkSession(req.SessionID); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(c.Request().Context(), s.RedisTimeout)
+		defer cancel()
+		closed, err := s.Stream.Leave(ctx, req.SessionID)
+		if err != nil {
+			return s.redisError(c, "leave", err)
+		}
+		return c.JSON(http.StatusOK, map[string]bool{"closed": closed})
+	}
+}
+
+var countryCode = regexp.MustCompile(`^[A-Z]{2}$`)
+
+// country comes from a CDN header when a trusted proxy sent the request, else
+// from the embedded IP-to-country table (phuslu/iploc), else empty.
+func (s *server) country(r *http.Request, ip string) string {
+	if peerTrusted(r, s.TrustedProxies) {
+		for _, h := range []string{"CloudFront-Viewer-Country", "CF-IPCountry"} {
+			if v := r.Header.Get(h); countryCode.MatchString(v) && v != "XX" {
+				return v
+			}
+		}
+	}
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ""
+	}
+	if c := iploc.IPCountry(addr.Unmap()); countryCode.MatchString(c) && c != "ZZ" {
+		return c
+	}
+	return ""
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
