@@ -32,6 +32,8 @@ var (
 		Message: "the event log is full while history catches up; nothing was recorded, retry later", RetryAfter: 5}
 	errSessionNotFound = errorf(http.StatusNotFound, "session_not_found",
 		"the session is unknown or expired; join again")
+	errStageFull = errorf(http.StatusConflict, "stage_full",
+		"the stage has reached its max_viewers; viewers already present are not affected")
 	errUnauthorized = errorf(http.StatusUnauthorized, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required")
 )
 

@@ -64,6 +64,8 @@ func (s *server) redisError(c echo.Context, op string, err error) error {
 		return errSessionNotFound
 	case errors.Is(err, events.ErrBackpressure):
 		return errBackpressure
+	case errors.Is(err, events.ErrStageFull):
+		return errStageFull
 	}
 	level := slog.LevelWarn
 	if errors.Is(err, context.Canceled) {

@@ -35,6 +35,9 @@ func (k Keys) Sessions() string { return k.base + "sessions" }
 // Stages is a sorted set of stage ARNs scored by their last event (Unix ms).
 func (k Keys) Stages() string { return k.base + "stages" }
 
+// Capacity is a hash: stage ARN -> the most viewers it admits.
+func (k Keys) Capacity() string { return k.base + "capacity" }
+
 // Present is a stage's sorted set of user IDs scored by last-seen time (Unix
 // ms): the one structure behind count, list and "who is silent".
 func (k Keys) Present(stage string) string { return k.base + "present:" + stage }

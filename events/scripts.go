@@ -73,7 +73,8 @@ local function seen(stage, user)
 end
 `
 
-// joinScript: ARGV[5..12] = session ID to mint, user, stage, participant, ua,
+// joinScript refuses a new viewer (not a present one) with STAGE_FULL when the
+// stage's capacity (hash <base>capacity) is reached. ARGV[5..12] = session ID to mint, user, stage, participant, ua,
 // ip, country, peak key TTL seconds. Returns {session ID, live count,
 // rejoined 0|1}.
 var joinScript = redis.NewScript(luaCommon + `
@@ -84,17 +85,22 @@ local pk, mk = present_key(stage), members_key(stage)
 
 local rejoined = 0
 local old = redis.call('HGET', mk, user)
-if old then
-  local rec = redis.call('HGET', sessions, old)
-  local last = seen(stage, user)
-  if rec and last and last > now - timeout then
-    sid = old
-    rejoined = 1
-  elseif rec then
+local old_rec = old and redis.call('HGET', sessions, old)
+local last = old_rec and seen(stage, user)
+if last and last > now - timeout then
+  sid = old
+  rejoined = 1
+else
+  -- a configured capacity refuses new viewers, never present ones.
+  local cap = tonumber(redis.call('HGET', base .. 'capacity', stage) or '0')
+  if cap > 0 and live_count(stage) >= cap then
+    return redis.error_reply('STAGE_FULL stage holds ' .. cap .. ' viewers')
+  end
+  if old_rec then
     -- present once, silent past the timeout, not yet swept: close that
     -- session at its last sign of life before opening a new one.
-    local joined = parse(rec)
-    close(old, rec, 'timeout', last or tonumber(joined))
+    local joined = parse(old_rec)
+    close(old, old_rec, 'timeout', last or tonumber(joined))
   end
 end
 

@@ -20,6 +20,10 @@ var ErrSessionNotFound = errors.New("session not found")
 // or more: the projector is behind, and nothing was recorded.
 var ErrBackpressure = errors.New("stream is full")
 
+// ErrStageFull is returned by Join when the stage's capacity is reached and
+// the user is not already present.
+var ErrStageFull = errors.New("stage is full")
+
 // Stream is one deployment's event stream and live presence state in Redis.
 type Stream struct {
 	rdb     redis.UniversalClient
@@ -68,7 +72,7 @@ const peakTTL = 26 * time.Hour
 // Join appends a join event and makes the user present in the stage, in one
 // step. A user already present continues their session (Rejoined). A user
 // whose earlier session went silent past the timeout has it closed with a
-// timeout event first. Errors: ErrBackpressure, or Redis's own.
+// timeout event first. Errors: ErrBackpressure, ErrStageFull, or Redis's own.
 func (s *Stream) Join(ctx context.Context, r JoinRequest) (JoinResult, error) {
 	now := s.Now()
 	res, err := s.run(ctx, joinScript, now, s.MaxLen,
@@ -127,12 +131,30 @@ func (s *Stream) run(ctx context.Context, script *redis.Script, now time.Time, b
 	argv := append([]any{s.keys.base, now.UnixMilli(), s.timeout.Milliseconds(), bound}, args...)
 	res, err := script.Run(ctx, s.rdb, s.scriptKeys(), argv...).Slice()
 	if err != nil {
-		if strings.HasPrefix(err.Error(), "BACKPRESSURE") {
+		switch msg := err.Error(); {
+		case strings.HasPrefix(msg, "BACKPRESSURE"):
 			return nil, ErrBackpressure
+		case strings.HasPrefix(msg, "STAGE_FULL"):
+			return nil, ErrStageFull
 		}
 		return nil, err
 	}
 	return res, nil
+}
+
+// SetCapacity sets the most viewers stage admits (0 or less: no limit).
+// Joins check it inside their atomic step.
+func (s *Stream) SetCapacity(ctx context.Context, stage string, max int) error {
+	var err error
+	if max > 0 {
+		err = s.rdb.HSet(ctx, s.keys.Capacity(), stage, max).Err()
+	} else {
+		err = s.rdb.HDel(ctx, s.keys.Capacity(), stage).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("set capacity %s: %w", stage, err)
+	}
+	return nil
 }
 
 // Viewer is one present user of a stage.

@@ -287,3 +287,27 @@ func TestPresentListsNewestFirst(t *testing.T) {
 		t.Fatalf("present = %+v, %v", v, err)
 	}
 }
+
+func TestCapacityRefusesNewViewersOnly(t *testing.T) {
+	s, rdb, _ := newStream(t)
+	ctx := context.Background()
+	if err := s.SetCapacity(ctx, stage, 2); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := s.Join(ctx, events.JoinRequest{Stage: stage, User: "a"})
+	_, _ = s.Join(ctx, events.JoinRequest{Stage: stage, User: "b"})
+	before, _ := rdb.XLen(ctx, s.Keys().Stream()).Result()
+	if _, err := s.Join(ctx, events.JoinRequest{Stage: stage, User: "c"}); !errors.Is(err, events.ErrStageFull) {
+		t.Fatalf("third viewer: %v", err)
+	}
+	if after, _ := rdb.XLen(ctx, s.Keys().Stream()).Result(); after != before {
+		t.Fatal("a refused join appended an event")
+	}
+	if r, err := s.Join(ctx, events.JoinRequest{Stage: stage, User: "a"}); err != nil || !r.Rejoined || r.Session != a.Session {
+		t.Fatalf("present viewer refused: %+v %v", r, err)
+	}
+	_ = s.SetCapacity(ctx, stage, 0)
+	if _, err := s.Join(ctx, events.JoinRequest{Stage: stage, User: "c"}); err != nil {
+		t.Fatalf("after lifting the limit: %v", err)
+	}
+}
