@@ -34,13 +34,14 @@ type Stream struct {
 	MaxLen int64
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+	batch *batcher
 }
 
 // NewStream returns the stream of the deployment whose keys start with prefix.
 // A viewer is present while their last join or heartbeat is younger than
 // timeout.
 func NewStream(rdb redis.UniversalClient, prefix string, timeout time.Duration) *Stream {
-	return &Stream{rdb: rdb, keys: NewKeys(prefix), timeout: timeout, Now: time.Now}
+	return &Stream{rdb: rdb, keys: NewKeys(prefix), timeout: timeout, Now: time.Now, batch: newBatcher(rdb, 8, 64)}
 }
 
 // Keys returns the key names the stream uses.
@@ -129,7 +130,8 @@ func (s *Stream) scriptKeys() []string {
 
 func (s *Stream) run(ctx context.Context, script *redis.Script, now time.Time, bound int64, args ...any) ([]any, error) {
 	argv := append([]any{s.keys.base, now.UnixMilli(), s.timeout.Milliseconds(), bound}, args...)
-	res, err := script.Run(ctx, s.rdb, s.scriptKeys(), argv...).Slice()
+	reply, err := s.batch.run(ctx, script, s.scriptKeys(), argv)
+	res, _ := reply.([]any)
 	if err != nil {
 		switch msg := err.Error(); {
 		case strings.HasPrefix(msg, "BACKPRESSURE"):

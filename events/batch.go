@@ -1,0 +1,114 @@
+package events
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// batcher groups the script calls of concurrent requests into shared
+// pipelines: a few flush loops each take whatever calls are waiting (never
+// waiting for more), send them as one pipeline and hand every caller its own
+// reply. Under light load a call is a pipeline of one, so nothing waits for
+// company; under heavy load one round trip and one Redis read carry many
+// calls. Each call is still its own atomic script, answered only after its
+// own write is done.
+type batcher struct {
+	rdb   redis.UniversalClient
+	calls chan *call
+	max   int
+	once  sync.Once
+	loops int
+	// timeout bounds a pipeline whose callers set no deadline.
+	timeout time.Duration
+}
+
+type call struct {
+	ctx    context.Context
+	script *redis.Script
+	keys   []string
+	args   []any
+	res    any
+	err    error
+	done   chan struct{}
+}
+
+func newBatcher(rdb redis.UniversalClient, loops, max int) *batcher {
+	return &batcher{rdb: rdb, calls: make(chan *call, loops*max), max: max, loops: loops, timeout: 5 * time.Second}
+}
+
+// run sends one script call through a shared pipeline and waits for its
+// reply or ctx's end. A call abandoned on ctx's end may still run in Redis:
+// like any write whose answer is lost, the client retries, and every step is
+// safe to repeat in effect.
+func (b *batcher) run(ctx context.Context, script *redis.Script, keys []string, args []any) (any, error) {
+	b.once.Do(b.start)
+	c := &call{ctx: ctx, script: script, keys: keys, args: args, done: make(chan struct{})}
+	select {
+	case b.calls <- c:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case <-c.done:
+		return c.res, c.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (b *batcher) start() {
+	for i := 0; i < b.loops; i++ {
+		go b.loop()
+	}
+}
+
+// loop never ends: the batcher lives as long as its Stream (a process).
+func (b *batcher) loop() {
+	batch := make([]*call, 0, b.max)
+	for c := range b.calls {
+		batch = append(batch[:0], c)
+	fill:
+		for len(batch) < b.max {
+			select {
+			case c := <-b.calls:
+				batch = append(batch, c)
+			default:
+				break fill
+			}
+		}
+		b.flush(batch)
+	}
+}
+
+func (b *batcher) flush(batch []*call) {
+	// The pipeline ends with the latest caller deadline, so no caller is cut
+	// short by another's.
+	var deadline time.Time
+	for _, c := range batch {
+		if d, ok := c.ctx.Deadline(); ok && d.After(deadline) {
+			deadline = d
+		}
+	}
+	if deadline.IsZero() {
+		deadline = time.Now().Add(b.timeout)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	cmds := make([]*redis.Cmd, len(batch))
+	pipe := b.rdb.Pipeline()
+	for i, c := range batch {
+		cmds[i] = pipe.EvalSha(ctx, c.script.Hash(), c.keys, c.args...)
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, c := range batch {
+		c.res, c.err = cmds[i].Result()
+		if c.err != nil && redis.HasErrorPrefix(c.err, "NOSCRIPT") {
+			// First use after a Redis restart or SCRIPT FLUSH: Run loads it.
+			c.res, c.err = c.script.Run(ctx, b.rdb, c.keys, c.args...).Result()
+		}
+		close(c.done)
+	}
+}
