@@ -33,7 +33,7 @@ type Stream struct {
 	// with ErrBackpressure while it holds that many entries.
 	MaxLen int64
 	// Now is the clock; tests replace it.
-	Now func() time.Time
+	Now   func() time.Time
 	batch *batcher
 }
 
