@@ -56,7 +56,8 @@ type Config struct {
 	SweepInterval    time.Duration // default 5s
 	SnapshotInterval time.Duration // default 5m
 	// Grace is how late after a boundary its row may still be written;
-	// default a fifth of SnapshotInterval, at most one minute.
+	// default a fifth of SnapshotInterval but at most one minute, never more
+	// than SnapshotInterval.
 	Grace             time.Duration
 	SnapshotRetention time.Duration // default 2160h (90 days)
 	SessionRetention  time.Duration // 0: keep sessions forever
@@ -74,6 +75,9 @@ func (c Config) withDefaults() Config {
 	def(&c.SweepInterval, 5*time.Second)
 	def(&c.SnapshotInterval, 5*time.Minute)
 	def(&c.Grace, min(c.SnapshotInterval/5, time.Minute))
+	// The forgetting rule leaves a stage listed for one interval past its
+	// last possible 0 row; a longer grace could outlive that.
+	c.Grace = min(c.Grace, c.SnapshotInterval)
 	def(&c.SnapshotRetention, 2160*time.Hour)
 	def(&c.RetentionEvery, 24*time.Hour)
 	if c.SweepLimit <= 0 {
@@ -159,7 +163,9 @@ func (s *Snapshotter) snapshotLoop(ctx context.Context) {
 		switch late := now.Sub(b); {
 		case !b.After(done):
 		case late > s.cfg.Grace:
-			if !done.IsZero() {
+			if done.IsZero() {
+				s.log.Debug("started past the grace of the latest boundary; first snapshot at the next one", "boundary", b)
+			} else {
 				s.log.Warn("skipping a snapshot boundary: woke too late", "boundary", b, "late", late)
 			}
 			done = b

@@ -86,8 +86,10 @@ func (e *Env) NewSnapshotter(t *testing.T, cfg snapshotter.Config) (*snapshotter
 	return s, reg
 }
 
-func (e *Env) join(t *testing.T, stage, user string) string {
+// joinAt moves the clock to at and joins user to stage.
+func (e *Env) joinAt(t *testing.T, at time.Time, stage, user string) string {
 	t.Helper()
+	e.Clock.Set(at)
 	r, err := e.Stream.Join(context.Background(), events.JoinRequest{Stage: stage, User: user})
 	if err != nil {
 		t.Fatal(err)
@@ -95,16 +97,40 @@ func (e *Env) join(t *testing.T, stage, user string) string {
 	return r.Session
 }
 
-func (e *Env) heartbeat(t *testing.T, session string) {
+// heartbeatAt moves the clock to at and sends a heartbeat of session.
+func (e *Env) heartbeatAt(t *testing.T, at time.Time, session string) {
 	t.Helper()
+	e.Clock.Set(at)
 	if _, err := e.Stream.Heartbeat(context.Background(), session); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func (e *Env) leave(t *testing.T, session string) {
+// leaveAt moves the clock to at and closes session.
+func (e *Env) leaveAt(t *testing.T, at time.Time, session string) {
 	t.Helper()
+	e.Clock.Set(at)
 	if _, err := e.Stream.Leave(context.Background(), session); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// snapshotAt wakes s at boundary b and returns how many rows it inserted.
+func (e *Env) snapshotAt(t *testing.T, s *snapshotter.Snapshotter, b time.Time) int64 {
+	t.Helper()
+	e.Clock.Set(b)
+	n, err := s.SnapshotAt(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// sweepAt moves the clock to at and sweeps with s.
+func (e *Env) sweepAt(t *testing.T, s *snapshotter.Snapshotter, at time.Time) {
+	t.Helper()
+	e.Clock.Set(at)
+	if err := s.SweepOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -147,39 +173,20 @@ func (e *Env) count(t *testing.T, stage string) int64 {
 	return n
 }
 
-func snapshotAt(t *testing.T, s *snapshotter.Snapshotter, b time.Time) int64 {
-	t.Helper()
-	n, err := s.SnapshotAt(context.Background(), b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-func sweep(t *testing.T, s *snapshotter.Snapshotter) {
-	t.Helper()
-	if err := s.SweepOnce(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestSilentViewerTimedOutOnceAtLastHeartbeat(t *testing.T) {
 	t.Parallel()
 	e := NewEnv(t)
 	s, reg := e.NewSnapshotter(t, snapshotter.Config{})
-	sid := e.join(t, stageA, "u1")
+	sid := e.joinAt(t, noon, stageA, "u1")
 	lastBeat := noon.Add(30 * time.Second)
-	e.Clock.Set(lastBeat)
-	e.heartbeat(t, sid)
+	e.heartbeatAt(t, lastBeat, sid)
 
-	e.Clock.Set(lastBeat.Add(timeout - time.Millisecond))
-	sweep(t, s)
+	e.sweepAt(t, s, lastBeat.Add(timeout-time.Millisecond))
 	if got := e.timeouts(t); len(got) != 0 {
 		t.Fatalf("timed out before the timeout: %v", got)
 	}
-	e.Clock.Set(lastBeat.Add(timeout))
-	sweep(t, s)
-	sweep(t, s)
+	e.sweepAt(t, s, lastBeat.Add(timeout))
+	e.sweepAt(t, s, lastBeat.Add(timeout+time.Second))
 
 	got := e.timeouts(t)[sid]
 	if len(got) != 1 {
@@ -203,7 +210,7 @@ func TestTwoSweepersRacingEmitOneTimeoutPerSession(t *testing.T) {
 	sessions := make([]string, 0, viewers)
 	for i := range viewers {
 		stage := []string{stageA, stageB, stageC}[i%3]
-		sessions = append(sessions, e.join(t, stage, fmt.Sprintf("u%d", i)))
+		sessions = append(sessions, e.joinAt(t, noon, stage, fmt.Sprintf("u%d", i)))
 	}
 	e.Clock.Set(noon.Add(timeout))
 	// A small limit makes each sweeper loop over several Redis steps per
@@ -212,8 +219,13 @@ func TestTwoSweepersRacingEmitOneTimeoutPerSession(t *testing.T) {
 	b, regB := e.NewSnapshotter(t, snapshotter.Config{SweepLimit: 4})
 	var wg conc.WaitGroup
 	for range 3 {
-		wg.Go(func() { sweep(t, a) })
-		wg.Go(func() { sweep(t, b) })
+		for _, s := range []*snapshotter.Snapshotter{a, b} {
+			wg.Go(func() {
+				if err := s.SweepOnce(context.Background()); err != nil {
+					t.Error(err)
+				}
+			})
+		}
 	}
 	wg.Wait()
 
@@ -223,8 +235,7 @@ func TestTwoSweepersRacingEmitOneTimeoutPerSession(t *testing.T) {
 			t.Errorf("session %s: %d timeout events, want 1", sid, len(got[sid]))
 		}
 	}
-	total := value(t, regA, "viewpulse_snapshotter_timeouts_total") +
-		value(t, regB, "viewpulse_snapshotter_timeouts_total")
+	total := value(t, regA, "viewpulse_snapshotter_timeouts_total") + value(t, regB, "viewpulse_snapshotter_timeouts_total")
 	if len(got) != viewers || total != viewers {
 		t.Fatalf("timed-out sessions = %d, counted by the sweepers = %v, want %d", len(got), total, viewers)
 	}
@@ -234,15 +245,13 @@ func TestHeartbeatJustBeforeSweepKeepsViewer(t *testing.T) {
 	t.Parallel()
 	e := NewEnv(t)
 	s, _ := e.NewSnapshotter(t, snapshotter.Config{})
-	kept := e.join(t, stageA, "kept")
-	silent := e.join(t, stageA, "silent")
+	kept := e.joinAt(t, noon, stageA, "kept")
+	silent := e.joinAt(t, noon, stageA, "silent")
 
 	// The last millisecond in which kept is still present: its heartbeat
 	// lands, then the sweep runs at the very moment it would have expired.
-	e.Clock.Set(noon.Add(timeout - time.Millisecond))
-	e.heartbeat(t, kept)
-	e.Clock.Set(noon.Add(timeout))
-	sweep(t, s)
+	e.heartbeatAt(t, noon.Add(timeout-time.Millisecond), kept)
+	e.sweepAt(t, s, noon.Add(timeout))
 
 	got := e.timeouts(t)
 	if len(got[kept]) != 0 {
@@ -254,22 +263,21 @@ func TestHeartbeatJustBeforeSweepKeepsViewer(t *testing.T) {
 	if n := e.count(t, stageA); n != 1 {
 		t.Fatalf("count = %d, want 1", n)
 	}
-	e.heartbeat(t, kept) // still an open session
+	e.heartbeatAt(t, noon.Add(timeout), kept) // still an open session
 }
 
 func TestTwoSnapshottersOneRowPerStageAndBoundary(t *testing.T) {
 	t.Parallel()
 	e := NewEnv(t)
-	e.Clock.Set(noon.Add(-time.Minute))
-	e.join(t, stageA, "u1")
-	e.join(t, stageA, "u2")
-	e.join(t, stageB, "u1")
-	e.join(t, stageC, "u3")
+	for _, j := range []struct{ stage, user string }{{stageA, "u1"}, {stageA, "u2"}, {stageB, "u1"}, {stageC, "u3"}} {
+		e.joinAt(t, noon.Add(-time.Minute), j.stage, j.user)
+	}
 
-	e.Clock.Set(noon.Add(3 * time.Millisecond)) // woke just after the boundary
-	b := snapshotter.Boundary(e.Clock.Now(), every)
+	wake := noon.Add(3 * time.Millisecond) // just after the boundary
+	e.Clock.Set(wake)
+	b := snapshotter.Boundary(wake, every)
 	if !b.Equal(noon) {
-		t.Fatalf("boundary of %v = %v", e.Clock.Now(), b)
+		t.Fatalf("boundary of %v = %v", wake, b)
 	}
 	s1, _ := e.NewSnapshotter(t, snapshotter.Config{})
 	s2, _ := e.NewSnapshotter(t, snapshotter.Config{})
@@ -277,8 +285,15 @@ func TestTwoSnapshottersOneRowPerStageAndBoundary(t *testing.T) {
 		wg       conc.WaitGroup
 		inserted [2]int64
 	)
-	wg.Go(func() { inserted[0] = snapshotAt(t, s1, b) })
-	wg.Go(func() { inserted[1] = snapshotAt(t, s2, b) })
+	for i, s := range []*snapshotter.Snapshotter{s1, s2} {
+		wg.Go(func() {
+			n, err := s.SnapshotAt(context.Background(), b)
+			if err != nil {
+				t.Error(err)
+			}
+			inserted[i] = n
+		})
+	}
 	wg.Wait()
 	if inserted[0]+inserted[1] != 3 {
 		t.Fatalf("inserted %d + %d rows, want 3 in all", inserted[0], inserted[1])
@@ -300,23 +315,19 @@ func TestPeakBetweenBoundariesIsRecorded(t *testing.T) {
 	t.Parallel()
 	e := NewEnv(t)
 	s, _ := e.NewSnapshotter(t, snapshotter.Config{})
-	e.Clock.Set(noon.Add(time.Minute))
-	stay := e.join(t, stageA, "stay")
+	stay := e.joinAt(t, noon.Add(time.Minute), stageA, "stay")
 	var gone []string
 	for _, u := range []string{"u2", "u3", "u4"} {
-		gone = append(gone, e.join(t, stageA, u))
+		gone = append(gone, e.joinAt(t, noon.Add(time.Minute), stageA, u))
 	}
-	e.Clock.Set(noon.Add(2 * time.Minute))
 	for _, sid := range gone {
-		e.leave(t, sid)
+		e.leaveAt(t, noon.Add(2*time.Minute), sid)
 	}
-	e.heartbeat(t, stay)
-	e.Clock.Set(noon.Add(3*time.Minute + 30*time.Second))
-	e.heartbeat(t, stay)
+	e.heartbeatAt(t, noon.Add(2*time.Minute), stay)
+	e.heartbeatAt(t, noon.Add(3*time.Minute+30*time.Second), stay)
 
 	next := noon.Add(every)
-	e.Clock.Set(next)
-	snapshotAt(t, s, next)
+	e.snapshotAt(t, s, next)
 	rows := e.snapshots(t, stageA)
 	if len(rows) != 1 || rows[0].Viewers != 1 || rows[0].Peak != 4 || !rows[0].Time.Equal(next) {
 		t.Fatalf("rows = %+v, want one at %v with 1 viewer and peak 4", rows, next)
@@ -327,19 +338,12 @@ func TestStageThatEmptiedByLeaveGetsOneZeroRow(t *testing.T) {
 	t.Parallel()
 	e := NewEnv(t)
 	s, _ := e.NewSnapshotter(t, snapshotter.Config{})
-	e.Clock.Set(noon.Add(-time.Minute))
-	sid := e.join(t, stageA, "u1")
-	e.Clock.Set(noon)
-	snapshotAt(t, s, noon)
-	e.Clock.Set(noon.Add(30 * time.Second))
-	e.heartbeat(t, sid)
-	e.Clock.Set(noon.Add(2 * time.Minute))
-	e.leave(t, sid)
-
+	sid := e.joinAt(t, noon.Add(-time.Minute), stageA, "u1")
+	e.snapshotAt(t, s, noon)
+	e.heartbeatAt(t, noon.Add(30*time.Second), sid)
+	e.leaveAt(t, noon.Add(2*time.Minute), sid)
 	for i := 1; i <= 3; i++ {
-		b := noon.Add(time.Duration(i) * every)
-		e.Clock.Set(b)
-		snapshotAt(t, s, b)
+		e.snapshotAt(t, s, noon.Add(time.Duration(i)*every))
 	}
 	rows := e.snapshots(t, stageA)
 	want := []store.Snapshot{
@@ -351,11 +355,8 @@ func TestStageThatEmptiedByLeaveGetsOneZeroRow(t *testing.T) {
 	}
 
 	// Active again: rows again.
-	e.Clock.Set(noon.Add(3*every + time.Minute))
-	e.join(t, stageA, "u2")
-	b := noon.Add(4 * every)
-	e.Clock.Set(b)
-	if n := snapshotAt(t, s, b); n != 1 {
+	e.joinAt(t, noon.Add(3*every+time.Minute), stageA, "u2")
+	if n := e.snapshotAt(t, s, noon.Add(4*every)); n != 1 {
 		t.Fatalf("inserted %d rows after a new join, want 1", n)
 	}
 }
@@ -364,36 +365,27 @@ func TestStageThatEmptiedByTimeoutGetsZeroRowBeforeItIsForgotten(t *testing.T) {
 	t.Parallel()
 	e := NewEnv(t)
 	s, _ := e.NewSnapshotter(t, snapshotter.Config{})
-	e.Clock.Set(noon.Add(-time.Minute))
-	sid := e.join(t, stageA, "u1")
+	sid := e.joinAt(t, noon.Add(-time.Minute), stageA, "u1")
 	lastBeat := noon.Add(4*time.Minute + 30*time.Second)
 	for at := noon; at.Before(lastBeat); at = at.Add(time.Minute) {
-		e.Clock.Set(at)
-		e.heartbeat(t, sid)
+		e.heartbeatAt(t, at, sid)
 	}
-	e.Clock.Set(lastBeat)
-	e.heartbeat(t, sid)
+	e.heartbeatAt(t, lastBeat, sid)
 
 	b1 := noon.Add(every)
-	e.Clock.Set(b1)
-	snapshotAt(t, s, b1) // 1 viewer
-	e.Clock.Set(lastBeat.Add(timeout + time.Second))
-	sweep(t, s) // times the viewer out, keeps the stage
+	e.snapshotAt(t, s, b1)                             // 1 viewer
+	e.sweepAt(t, s, lastBeat.Add(timeout+time.Second)) // times the viewer out, keeps the stage
 	if got := e.timeouts(t)[sid]; len(got) != 1 {
 		t.Fatalf("timeout events = %d", len(got))
 	}
 
 	// The last join or heartbeat is older than the interval at b2, yet the
-	// stage had a viewer at b1: it gets its 0 row.
-	b2 := b1.Add(every)
-	e.Clock.Set(b2)
-	sweep(t, s)
-	snapshotAt(t, s, b2)
-	b3 := b2.Add(every)
-	e.Clock.Set(b3)
-	sweep(t, s)
-	snapshotAt(t, s, b3)
-
+	// stage had a viewer at b1: it gets its 0 row, and no more after it.
+	b2, b3 := b1.Add(every), b1.Add(2*every)
+	for _, b := range []time.Time{b2, b3} {
+		e.sweepAt(t, s, b)
+		e.snapshotAt(t, s, b)
+	}
 	rows := e.snapshots(t, stageA)
 	want := []store.Snapshot{
 		{Stage: stageA, Time: b1, Viewers: 1, Peak: 1},
@@ -404,13 +396,11 @@ func TestStageThatEmptiedByTimeoutGetsZeroRowBeforeItIsForgotten(t *testing.T) {
 	}
 
 	forget := lastBeat.Add(timeout + 2*every)
-	e.Clock.Set(forget)
-	sweep(t, s)
+	e.sweepAt(t, s, forget)
 	if st, _ := e.Stream.Stages(context.Background(), time.Time{}); len(st) != 1 {
 		t.Fatalf("stage forgotten at %v, before the forgetting age: %+v", forget, st)
 	}
-	e.Clock.Set(forget.Add(time.Millisecond))
-	sweep(t, s)
+	e.sweepAt(t, s, forget.Add(time.Millisecond))
 	if st, _ := e.Stream.Stages(context.Background(), time.Time{}); len(st) != 0 {
 		t.Fatalf("stage not forgotten: %+v", st)
 	}
