@@ -1,0 +1,143 @@
+// Command snapshotter sweeps silent viewers out of the live state, writes one
+// count row per active stage at every snapshot boundary and applies
+// retention. Any number may run against one deployment. It is configured by
+// environment variables only (see DESIGN.md, Configuration).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sourcegraph/conc/pool"
+
+	"github.com/viewpulse/viewpulse/events"
+	"github.com/viewpulse/viewpulse/internal/config"
+	"github.com/viewpulse/viewpulse/internal/ops"
+	"github.com/viewpulse/viewpulse/snapshotter"
+	"github.com/viewpulse/viewpulse/store"
+)
+
+// shutdownTimeout bounds how long the process drains after a signal.
+const shutdownTimeout = 15 * time.Second
+
+func main() {
+	if err := run(context.Background(), os.Args, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "snapshotter:", err)
+		os.Exit(1)
+	}
+}
+
+// settings is the snapshotter's effective configuration.
+type settings struct {
+	common      config.Common
+	databaseURL string
+	metricsAddr string
+	snap        snapshotter.Config
+}
+
+// readSettings reads every variable and reports every invalid one by name.
+func readSettings(getenv func(string) string, stdout io.Writer) (settings, *config.Env, error) {
+	env := config.NewEnv(getenv)
+	s := settings{common: config.ReadCommon(env, stdout)}
+	if _, err := redis.ParseURL(s.common.RedisURL); err != nil {
+		env.Fail("REDIS_URL", "a redis:// or rediss:// URL", s.common.RedisURL)
+	}
+	s.databaseURL = config.DatabaseURL(env)
+	s.metricsAddr = env.String("METRICS_ADDR", ":9092")
+	s.snap = snapshotter.Config{
+		SweepInterval:     env.Duration("SWEEP_INTERVAL", 5*time.Second),
+		SnapshotInterval:  snapshotInterval(env),
+		SnapshotRetention: env.Duration("SNAPSHOT_RETENTION", 2160*time.Hour),
+		SessionRetention:  sessionRetention(env),
+	}
+	return s, env, env.Err()
+}
+
+// snapshotInterval reads SNAPSHOT_INTERVAL. Ingest records peaks per minute,
+// so an interval must be whole minutes; dividing a day keeps boundaries on the
+// same clock times every day.
+func snapshotInterval(env *config.Env) time.Duration {
+	d := env.Duration("SNAPSHOT_INTERVAL", 5*time.Minute)
+	if d%time.Minute != 0 || (24*time.Hour)%d != 0 {
+		env.Fail("SNAPSHOT_INTERVAL", "a whole number of minutes, at least 1m, that divides 24h (1m, 5m, 15m, 1h, …)", d.String())
+	}
+	return d
+}
+
+// sessionRetention reads SESSION_RETENTION; "keep" (the default) is 0.
+func sessionRetention(env *config.Env) time.Duration {
+	raw := env.String("SESSION_RETENTION", "keep")
+	if raw == "keep" {
+		return 0
+	}
+	d, err := time.ParseDuration(raw)
+	if err != nil || d <= 0 {
+		env.Fail("SESSION_RETENTION", "a positive Go duration such as 8760h, or keep", raw)
+		return 0
+	}
+	return d
+}
+
+// run starts the snapshotter and its ops server and returns when ctx ends or
+// SIGINT/SIGTERM arrives (nil after a clean shutdown), or when either fails.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(args) > 1 {
+		return fmt.Errorf("unexpected arguments %q: the snapshotter is configured by environment variables", args[1:])
+	}
+	cfg, env, err := readSettings(getenv, stdout)
+	if err != nil {
+		return err
+	}
+	log := cfg.common.Logger(stdout)
+	log.Info("snapshotter starting", env.LogAttrs()...)
+
+	opt, _ := redis.ParseURL(cfg.common.RedisURL) // validated by readSettings
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	db, err := store.Open(ctx, cfg.databaseURL, store.Options{MaxConns: 4, Migrate: true})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	reg := ops.NewRegistry()
+	stream := events.NewStream(rdb, cfg.common.RedisPrefix, cfg.common.HeartbeatTimeout)
+	snap := snapshotter.New(stream, db, cfg.snap, log, reg)
+	checks := map[string]ops.Check{
+		"redis":    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		"postgres": db.Ping,
+	}
+
+	p := pool.New().WithErrors().WithContext(ctx).WithCancelOnError()
+	p.Go(func(ctx context.Context) error {
+		if err := ops.Serve(ctx, cfg.metricsAddr, ops.Handler(reg, checks), log); err != nil {
+			return fmt.Errorf("ops server: %w", err)
+		}
+		return nil
+	})
+	p.Go(snap.Run)
+	errc := make(chan error, 1)
+	go func() { errc <- p.Wait() }()
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("snapshotter shutting down")
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(shutdownTimeout):
+		return errors.New("shutdown: work still running after " + shutdownTimeout.String())
+	}
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/viewpulse/viewpulse/internal/testutil"
+)
+
+func getenv(vars map[string]string) func(string) string {
+	return func(name string) string { return vars[name] }
+}
+
+func TestInvalidConfigIsRefusedByName(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, value string }{
+		{"SNAPSHOT_INTERVAL", "7m"},  // does not divide a day
+		{"SNAPSHOT_INTERVAL", "90s"}, // not whole minutes
+		{"SNAPSHOT_INTERVAL", "30s"}, // below a minute
+		{"SNAPSHOT_INTERVAL", "-5m"},
+		{"SNAPSHOT_INTERVAL", "often"},
+		{"SWEEP_INTERVAL", "0s"},
+		{"SESSION_RETENTION", "forever"},
+		{"SNAPSHOT_RETENTION", "90d"},
+	} {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			var out bytes.Buffer
+			// Nothing answers on these addresses: the values must be
+			// refused before anything is dialled.
+			err := run(context.Background(), []string{"snapshotter"}, getenv(map[string]string{
+				tc.name:        tc.value,
+				"REDIS_URL":    "redis://127.0.0.1:1/0",
+				"DATABASE_URL": "postgres://postgres@127.0.0.1:1/none",
+			}), &out)
+			if err == nil || !strings.Contains(err.Error(), tc.name) {
+				t.Fatalf("run() = %v, want an error naming %s", err, tc.name)
+			}
+		})
+	}
+}
+
+func TestValidIntervalsAreAccepted(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"1m", "5m", "15m", "1h", "24h"} {
+		if _, _, err := readSettings(getenv(map[string]string{"SNAPSHOT_INTERVAL": v}), io.Discard); err != nil {
+			t.Errorf("SNAPSHOT_INTERVAL=%s: %v", v, err)
+		}
+	}
+}
+
+func TestRunServesOpsAndShutsDown(t *testing.T) {
+	t.Parallel()
+	_, prefix := testutil.Redis(t)
+	addr := "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
+	vars := map[string]string{
+		"REDIS_URL":         testutil.RedisURL(t),
+		"REDIS_PREFIX":      prefix,
+		"DATABASE_URL":      testutil.Schema(t),
+		"METRICS_ADDR":      addr,
+		"SESSION_RETENTION": "8760h",
+		"LOG_FORMAT":        "json",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"snapshotter"}, getenv(vars), &out) }()
+
+	get := func(path string) (int, string, error) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), err
+	}
+	testutil.Eventually(t, 30*time.Second, func() (bool, string) {
+		select {
+		case err := <-done:
+			t.Fatalf("run returned early: %v\n%s", err, out.String())
+		default:
+		}
+		code, body, err := get("/readyz")
+		return code == http.StatusOK, fmt.Sprint(code, body, err)
+	})
+	testutil.Eventually(t, 30*time.Second, func() (bool, string) {
+		_, body, err := get("/metrics")
+		return strings.Contains(body, "viewpulse_snapshotter_sweeps_total"), fmt.Sprint(err)
+	})
+	if log := out.String(); !strings.Contains(log, `"snapshot_interval":"5m0s"`) || !strings.Contains(log, `"session_retention":"8760h"`) {
+		t.Fatalf("start-up log does not show the effective configuration:\n%s", log)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run() after cancel = %v", err)
+		}
+	case <-time.After(shutdownTimeout + 5*time.Second):
+		t.Fatal("run did not return within the shutdown deadline")
+	}
+}
+
+// syncBuffer is a bytes.Buffer the logger may write while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
