@@ -29,14 +29,22 @@ func (k Keys) Stream() string { return k.base + "events" }
 // DeadLetter holds entries that could not be projected, with the reason.
 func (k Keys) DeadLetter() string { return k.base + "dead" }
 
-// Sessions is a hash: session ID -> "joined_ms|participant|stage|user".
+// Sessions is a hash: session ID -> "joined_ms|stage_id|user".
 func (k Keys) Sessions() string { return k.base + "sessions" }
 
-// Stages is a sorted set of stage ARNs scored by their last event (Unix ms).
+// Stages is a sorted set of stage ARNs scored by their last join or heartbeat
+// (Unix ms); leaves and timeouts do not refresh it.
 func (k Keys) Stages() string { return k.base + "stages" }
 
 // Capacity is a hash: stage ARN -> the most viewers it admits.
 func (k Keys) Capacity() string { return k.base + "capacity" }
+
+// StageIDs and StageNames intern stage ARNs (ARN <-> small number) for the
+// session records.
+func (k Keys) StageIDs() string { return k.base + "stageids" }
+
+// StageNames is the reverse of StageIDs.
+func (k Keys) StageNames() string { return k.base + "stagenames" }
 
 // Present is a stage's sorted set of user IDs scored by last-seen time (Unix
 // ms): the one structure behind count, list and "who is silent".

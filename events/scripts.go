@@ -17,11 +17,23 @@ local bound = tonumber(ARGV[4])
 local function present_key(stage) return base .. 'present:' .. stage end
 local function members_key(stage) return base .. 'members:' .. stage end
 
--- a session record is "joined_ms|participant|stage|user"; the user ID is last
--- because it is the only part that may contain '|'.
+-- Stage ARNs are interned: a session record names its stage by a small
+-- number, which keeps the live state per viewer small (README, "Memory").
+local function stage_id(stage)
+  local id = redis.call('HGET', base .. 'stageids', stage)
+  if not id then
+    id = tostring(redis.call('INCR', base .. 'stageseq'))
+    redis.call('HSET', base .. 'stageids', stage, id)
+    redis.call('HSET', base .. 'stagenames', id, stage)
+  end
+  return id
+end
+
+-- a session record is "joined_ms|stage_id|user"; the user ID is last because
+-- it is the only part that may contain '|'. Returns joined, stage, user.
 local function parse(rec)
-  local j, p, s, u = string.match(rec, '^(%d+)|([^|]*)|([^|]*)|(.*)$')
-  return j, p, s, u
+  local j, id, u = string.match(rec, '^(%d+)|(%d+)|(.*)$')
+  return j, redis.call('HGET', base .. 'stagenames', id), u
 end
 
 local function check_bound()
@@ -51,8 +63,8 @@ end
 -- state. typ is 'leave' or 'timeout'; last_seen is when the viewer was last
 -- known present (the left_at of the row).
 local function close(sid, rec, typ, last_seen)
-  local joined, participant, stage, user = parse(rec)
-  local f = event(typ, sid, user, stage, participant, now)
+  local joined, stage, user = parse(rec)
+  local f = event(typ, sid, user, stage, nil, now)
   f[#f+1] = 'joined'; f[#f+1] = joined
   f[#f+1] = 'last_seen'; f[#f+1] = tostring(last_seen)
   xadd(f)
@@ -106,7 +118,7 @@ end
 
 local f = event('join', sid, user, stage, (rejoined == 0) and participant or nil, now)
 if rejoined == 0 then
-  redis.call('HSET', sessions, sid, now .. '|' .. participant .. '|' .. stage .. '|' .. user)
+  redis.call('HSET', sessions, sid, now .. '|' .. stage_id(stage) .. '|' .. user)
   redis.call('HSET', mk, user, sid)
   if ua ~= '' then f[#f+1] = 'ua'; f[#f+1] = ua end
   if ip ~= '' then f[#f+1] = 'ip'; f[#f+1] = ip end
@@ -132,7 +144,7 @@ var heartbeatScript = redis.NewScript(luaCommon + `
 local sid = ARGV[5]
 local rec = redis.call('HGET', sessions, sid)
 if not rec then return {0, 0} end
-local joined, participant, stage, user = parse(rec)
+local joined, stage, user = parse(rec)
 local last = seen(stage, user)
 if not last or last <= now - timeout or redis.call('HGET', members_key(stage), user) ~= sid then
   close(sid, rec, 'timeout', last or tonumber(joined))
@@ -152,7 +164,7 @@ var leaveScript = redis.NewScript(luaCommon + `
 local sid = ARGV[5]
 local rec = redis.call('HGET', sessions, sid)
 if not rec then return {0, 0} end
-local joined, participant, stage, user = parse(rec)
+local joined, stage, user = parse(rec)
 local last = seen(stage, user)
 if not last or last <= now - timeout then
   close(sid, rec, 'timeout', last or tonumber(joined))
