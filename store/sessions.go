@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // SessionDelta is what one batch of events says about one session: the
@@ -242,4 +244,91 @@ func nullTime(t time.Time) any {
 func retryable(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
+// Session is one viewer_sessions row. NULL reads as the zero value, times are
+// in UTC, so rows compare with ==.
+type Session struct {
+	SessionID            string
+	UserID               string
+	StageARN             string
+	ParticipantID        string
+	JoinedAt             time.Time
+	LastSeenAt           time.Time
+	LeftAt               time.Time
+	EndReason            string
+	WatchDurationSeconds sql.NullInt32
+	UserAgent            string
+	IPAddress            string
+	CountryCode          string
+}
+
+// User is one users row, as Session.
+type User struct {
+	UserID    string
+	Username  string
+	Email     string
+	CreatedAt time.Time
+}
+
+const sessionsAfter = `
+SELECT session_id, user_id, stage_arn, coalesce(participant_id, ''), joined_at, last_seen_at,
+    left_at, coalesce(end_reason, ''), watch_duration_seconds, coalesce(user_agent, ''),
+    coalesce(host(ip_address), ''), coalesce(country_code, '')
+FROM viewer_sessions
+WHERE session_id COLLATE "C" > $1
+ORDER BY session_id COLLATE "C"
+LIMIT $2`
+
+// SessionsAfter returns up to limit sessions whose ID sorts (bytewise) after
+// after, in that order: a page of the whole table, for replay comparison and
+// tests.
+func (db *DB) SessionsAfter(ctx context.Context, after string, limit int) ([]Session, error) {
+	rows, err := db.Pool.Query(ctx, sessionsAfter, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Session, error) {
+		var s Session
+		var joined, left pgtype.Timestamptz
+		err := r.Scan(&s.SessionID, &s.UserID, &s.StageARN, &s.ParticipantID, &joined, &s.LastSeenAt,
+			&left, &s.EndReason, &s.WatchDurationSeconds, &s.UserAgent, &s.IPAddress, &s.CountryCode)
+		s.JoinedAt, s.LastSeenAt, s.LeftAt = joined.Time.UTC(), s.LastSeenAt.UTC(), left.Time.UTC()
+		if !joined.Valid {
+			s.JoinedAt = time.Time{}
+		}
+		if !left.Valid {
+			s.LeftAt = time.Time{}
+		}
+		return s, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	return out, nil
+}
+
+const usersAfter = `
+SELECT user_id, coalesce(username, ''), coalesce(email, ''), created_at
+FROM users
+WHERE user_id COLLATE "C" > $1
+ORDER BY user_id COLLATE "C"
+LIMIT $2`
+
+// UsersAfter is SessionsAfter for users.
+func (db *DB) UsersAfter(ctx context.Context, after string, limit int) ([]User, error) {
+	rows, err := db.Pool.Query(ctx, usersAfter, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (User, error) {
+		var u User
+		err := r.Scan(&u.UserID, &u.Username, &u.Email, &u.CreatedAt)
+		u.CreatedAt = u.CreatedAt.UTC()
+		return u, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	return out, nil
 }
