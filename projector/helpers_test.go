@@ -133,10 +133,16 @@ func (e *env) workload(seed uint64, n int) {
 	stages := []string{stage, stage + "2", stage + "3"}
 	var sessions []string
 	countries := []string{"DE", "US", "FR", ""}
+	recent := func() string { // mostly a recent session, sometimes any
+		if r.IntN(10) == 0 {
+			return sessions[r.IntN(len(sessions))]
+		}
+		return sessions[max(0, len(sessions)-1-r.IntN(12))]
+	}
 	for range n {
-		e.clock.Add(time.Duration(r.IntN(20_000)) * time.Millisecond)
+		e.clock.Add(time.Duration(r.IntN(4_000)) * time.Millisecond)
 		switch x := r.IntN(100); {
-		case x < 25 || len(sessions) == 0:
+		case x < 20 || len(sessions) == 0:
 			req := events.JoinRequest{Stage: stages[r.IntN(len(stages))], User: fmt.Sprintf("user-%02d", r.IntN(30))}
 			if r.IntN(4) > 0 {
 				req.Participant = fmt.Sprintf("part-%d", r.IntN(1000))
@@ -156,19 +162,19 @@ func (e *env) workload(seed uint64, n int) {
 				sessions = append(sessions, j.Session)
 			}
 		case x < 72:
-			_, err := e.stream.Heartbeat(ctx, sessions[r.IntN(len(sessions))])
+			_, err := e.stream.Heartbeat(ctx, recent())
 			if err != nil && !errors.Is(err, events.ErrSessionNotFound) {
 				e.t.Fatal(err)
 			}
 		case x < 84:
-			if _, err := e.stream.Leave(ctx, sessions[r.IntN(len(sessions))]); err != nil {
+			if _, err := e.stream.Leave(ctx, recent()); err != nil {
 				e.t.Fatal(err)
 			}
 		case x < 89:
 			if _, err := e.stream.Sweep(ctx, stages[r.IntN(len(stages))], 100, e.clock.Now().Add(-time.Hour)); err != nil {
 				e.t.Fatal(err)
 			}
-		case x < 95:
+		case x < 98:
 			// An entry appended twice, as a retried write would.
 			last, err := e.rdb.XRevRangeN(ctx, e.keys.Stream(), "+", "-", 30).Result()
 			if err != nil {
