@@ -29,7 +29,7 @@ import (
 // Defaults of Config's zero values.
 const (
 	DefaultGroup        = "projector"
-	DefaultBatchSize    = 1000
+	DefaultBatchSize    = 5000
 	DefaultBlock        = time.Second
 	DefaultClaimMinIdle = 30 * time.Second
 	DefaultMaxAttempts  = 3
