@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,19 +19,6 @@ import (
 // errCrash is what the test hooks return to stop a Step where a crash would.
 var errCrash = errors.New("simulated crash")
 
-// clock is a settable time source for the stream.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // env is one test's corner of Redis and PostgreSQL.
 type env struct {
 	t      *testing.T
@@ -40,7 +26,7 @@ type env struct {
 	prefix string
 	keys   events.Keys
 	stream *events.Stream
-	clock  *clock
+	clock  *testutil.Clock
 	dbURL  string
 	db     *store.DB
 }
@@ -48,7 +34,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	rdb, prefix := testutil.Redis(t)
-	c := &clock{t: time.UnixMilli(1_760_000_000_000).UTC()}
+	c := testutil.NewClock(time.UnixMilli(1_760_000_000_000).UTC())
 	s := events.NewStream(rdb, prefix, 120*time.Second)
 	s.Now = c.Now
 	url := testutil.Schema(t)
@@ -272,36 +258,25 @@ func (e *env) model() (map[string]store.Session, map[string]store.User) {
 // rows reads every session and user of db.
 func rows(t testing.TB, db *store.DB) (map[string]store.Session, map[string]store.User) {
 	t.Helper()
-	ctx := context.Background()
-	sessions := map[string]store.Session{}
-	for after := ""; ; {
-		page, err := db.SessionsAfter(ctx, after, 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(page) == 0 {
-			break
-		}
-		for _, s := range page {
-			sessions[s.SessionID] = s
-		}
-		after = page[len(page)-1].SessionID
-	}
-	users := map[string]store.User{}
-	for after := ""; ; {
-		page, err := db.UsersAfter(ctx, after, 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(page) == 0 {
-			break
-		}
-		for _, u := range page {
-			users[u.UserID] = u
-		}
-		after = page[len(page)-1].UserID
-	}
+	sessions := readAll(t, &cursor[store.Session]{page: db.SessionsAfter, key: func(s store.Session) string { return s.SessionID }})
+	users := readAll(t, &cursor[store.User]{page: db.UsersAfter, key: func(u store.User) string { return u.UserID }})
 	return sessions, users
+}
+
+func readAll[R any](t testing.TB, c *cursor[R]) map[string]R {
+	t.Helper()
+	out := map[string]R{}
+	for {
+		r, ok, err := c.peek(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return out
+		}
+		out[c.key(r)] = r
+		c.next()
+	}
 }
 
 // assertMatchesModel checks db against the model of e's stream, every column.

@@ -240,13 +240,8 @@ func (p *Projector) claim(ctx context.Context) ([]redis.XMessage, error) {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
 	p.claimCursor = next
-	if len(deleted) > 0 {
-		if err := p.ack(ctx, deleted); err != nil {
-			return nil, err
-		}
-		p.m.Deleted.Add(float64(len(deleted)))
-		p.cfg.Log.Warn("pending entries were deleted from the stream before they were projected",
-			"count", len(deleted), "first_id", deleted[0])
+	if err := p.forget(ctx, deleted); err != nil {
+		return nil, err
 	}
 	// Redis before 7 reports deleted entries among the claimed ones, empty.
 	return p.dropDeleted(ctx, msgs)
@@ -264,15 +259,26 @@ func (p *Projector) dropDeleted(ctx context.Context, msgs []redis.XMessage) ([]r
 			live = append(live, m)
 		}
 	}
-	if len(gone) > 0 {
-		if err := p.ack(ctx, gone); err != nil {
-			return nil, err
-		}
-		p.m.Deleted.Add(float64(len(gone)))
-		p.cfg.Log.Warn("pending entries were deleted from the stream before they were projected",
-			"count", len(gone), "first_id", gone[0])
+	if err := p.forget(ctx, gone); err != nil {
+		return nil, err
 	}
 	return live, nil
+}
+
+// forget acknowledges pending entries that are gone from the stream, counts
+// them and says so: they were never projected, so a trim went too far or
+// someone ran XDEL.
+func (p *Projector) forget(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := p.ack(ctx, ids); err != nil {
+		return err
+	}
+	p.m.Deleted.Add(float64(len(ids)))
+	p.cfg.Log.Warn("pending entries were deleted from the stream before they were projected",
+		"count", len(ids), "first_id", ids[0])
+	return nil
 }
 
 // project decodes msgs, dead-letters what cannot be decoded and applies the
