@@ -59,7 +59,7 @@ func readSettings(getenv func(string) string, stdout io.Writer) (settings, *conf
 	s.Projector.ClaimEvery = min(s.Projector.ClaimMinIdle/2, 5*time.Second)
 	// STREAM_RETENTION: how long acknowledged entries stay for replay; "off"
 	// never trims.
-	switch raw := e.String("STREAM_RETENTION", "24h"); raw {
+	switch raw := e.String("STREAM_RETENTION", "1h"); raw {
 	case "off", "0":
 	default:
 		d, err := time.ParseDuration(raw)
