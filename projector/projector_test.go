@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -232,14 +230,14 @@ func TestPostgresOutageLosesAndDoublesNothing(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
-	proxy := startProxy(t, e.dbURL)
-	viaProxy := openDB(t, proxy.url)
+	proxy, proxyURL := testutil.ProxyURL(t, e.dbURL)
+	viaProxy := openDB(t, proxyURL)
 	e.workload(15, 200)
 	p := e.projector("p", viaProxy, func(c *Config) { c.BatchSize = 40; c.MaxAttempts = 1 })
 	if _, err := p.Step(ctx); err != nil { // one batch while the database is up
 		t.Fatal(err)
 	}
-	proxy.stop()
+	proxy.Stop()
 	for range 5 {
 		if _, err := p.Step(ctx); err == nil {
 			t.Fatal("step succeeded with the database down")
@@ -251,7 +249,7 @@ func TestPostgresOutageLosesAndDoublesNothing(t *testing.T) {
 	if n := e.rdb.XLen(ctx, e.keys.DeadLetter()).Val(); n != 0 {
 		t.Fatalf("%d entries dead-lettered during an outage", n)
 	}
-	proxy.start()
+	proxy.Start()
 	testutil.Eventually(t, 30*time.Second, func() (bool, string) {
 		if _, err := p.Step(ctx); err != nil {
 			return false, err.Error()
@@ -261,88 +259,3 @@ func TestPostgresOutageLosesAndDoublesNothing(t *testing.T) {
 	e.assertMatchesModel(e.db)
 }
 
-// proxy forwards TCP connections to PostgreSQL and can be stopped and
-// started again on the same port: an outage of "the database" that leaves
-// the shared server alone.
-type proxy struct {
-	t      *testing.T
-	url    string
-	addr   string
-	target string
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  []net.Conn
-}
-
-func startProxy(t *testing.T, dbURL string) *proxy {
-	t.Helper()
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{t: t, target: u.Host, addr: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))}
-	u.Host = p.addr
-	p.url = u.String()
-	p.start()
-	t.Cleanup(p.stop)
-	return p
-}
-
-func (p *proxy) start() {
-	p.t.Helper()
-	ln, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			go pipe(c, up)
-			go pipe(up, c)
-		}
-	}()
-}
-
-func pipe(dst, src net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			dst.Close()
-			return
-		}
-	}
-}
-
-// stop closes the listener and every forwarded connection.
-func (p *proxy) stop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
