@@ -16,8 +16,8 @@ import (
 // closed or silent past the timeout: the client has to join again.
 var ErrSessionNotFound = errors.New("session not found")
 
-// ErrBackpressure is returned by writes while the stream holds MaxLen entries
-// or more: the projector is behind, and nothing was recorded.
+// ErrBackpressure is returned by writes while the backlog not yet projected
+// reaches MaxLen: the projector is behind, and nothing was recorded.
 var ErrBackpressure = errors.New("stream is full")
 
 // ErrStageFull is returned by Join when the stage's capacity is reached and
@@ -29,8 +29,9 @@ type Stream struct {
 	rdb     redis.UniversalClient
 	keys    Keys
 	timeout time.Duration
-	// MaxLen, when above zero, bounds the stream: player writes are refused
-	// with ErrBackpressure while it holds that many entries.
+	// MaxLen, when above zero, bounds the backlog: player writes are refused
+	// with ErrBackpressure while some consumer group has that many entries
+	// not yet acknowledged (the whole stream counts when no group reads it).
 	MaxLen int64
 	// Now is the clock; tests replace it.
 	Now   func() time.Time

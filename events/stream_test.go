@@ -311,3 +311,36 @@ func TestCapacityRefusesNewViewersOnly(t *testing.T) {
 		t.Fatalf("after lifting the limit: %v", err)
 	}
 }
+
+func TestBackpressureCountsOnlyTheBacklog(t *testing.T) {
+	s, rdb, _ := newStream(t)
+	ctx := context.Background()
+	s.MaxLen = 3
+	stream := s.Keys().Stream()
+	if err := rdb.XGroupCreateMkStream(ctx, stream, "g", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"a", "b", "c"} {
+		if _, err := s.Join(ctx, events.JoinRequest{Stage: stage, User: u}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Join(ctx, events.JoinRequest{Stage: stage, User: "d"}); !errors.Is(err, events.ErrBackpressure) {
+		t.Fatalf("3 unread entries, bound 3: %v", err)
+	}
+	// Delivered but not acknowledged still counts.
+	msgs, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{stream, ">"}, Count: 10}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Join(ctx, events.JoinRequest{Stage: stage, User: "d"}); !errors.Is(err, events.ErrBackpressure) {
+		t.Fatalf("3 pending entries, bound 3: %v", err)
+	}
+	// Acknowledged entries kept in the stream do not.
+	for _, m := range msgs[0].Messages {
+		rdb.XAck(ctx, stream, "g", m.ID)
+	}
+	if _, err := s.Join(ctx, events.JoinRequest{Stage: stage, User: "d"}); err != nil {
+		t.Fatalf("all acknowledged: %v", err)
+	}
+}
