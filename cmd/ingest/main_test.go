@@ -37,14 +37,7 @@ func TestRunServesAndDrains(t *testing.T) {
 	var out syncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, &out) }()
-	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200, resp.Status
-	})
+	waitOK(t, "http://"+addr+"/readyz")
 	resp, err := http.Post("http://"+addr+"/v1/viewers/join", "application/json",
 		strings.NewReader(`{"stage_arn":"arn:aws:ivs:us-east-1:1:stage/x","user_id":"u"}`))
 	if err != nil || resp.StatusCode != 200 {
@@ -112,14 +105,7 @@ func startRun(t *testing.T, env map[string]string) string {
 			t.Errorf("run returned %v", err)
 		}
 	})
-	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200, resp.Status
-	})
+	waitOK(t, "http://"+addr+"/healthz")
 	return "http://" + addr
 }
 
@@ -134,43 +120,48 @@ func join(t *testing.T, base string) int {
 	return resp.StatusCode
 }
 
-func TestRunServesPlayersWithPostgresDown(t *testing.T) {
+// TestRunReadAPIModes: with PostgreSQL or only its replica down, players are
+// served and the read routes answer 503; with READ_API=false PostgreSQL is
+// never needed.
+func TestRunReadAPIModes(t *testing.T) {
 	closed := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/test?sslmode=disable", testutil.FreePort(t))
-	base := startRun(t, map[string]string{"DATABASE_URL": closed})
-	if status := join(t, base); status != 200 {
-		t.Fatalf("join with PostgreSQL down = %d", status)
+	const stats = "/v1/stages/arn%3Aaws%3Aivs%3Aus-east-1%3A1%3Astage%2Fx/stats"
+	cases := []struct {
+		name string
+		env  map[string]string
+		want map[string]int // GET path -> status, after a join that must succeed
+	}{
+		{"postgres down", map[string]string{"DATABASE_URL": closed},
+			map[string]int{stats: 503, "/readyz": 503, "/v1/stages/arn%3Aaws%3Aivs%3Aus-east-1%3A1%3Astage%2Fx/viewers": 200}},
+		{"replica down", map[string]string{"DATABASE_URL": testutil.Schema(t), "DATABASE_READ_URL": closed},
+			map[string]int{"/v1/users/u/history": 503, "/readyz": 503}},
+		{"read API off", map[string]string{"READ_API": "false", "DATABASE_URL": closed},
+			map[string]int{"/readyz": 200, "/v1/stages": 200, stats: 404}},
 	}
-	if status := get(t, base+"/v1/stages/arn%3Aaws%3Aivs%3Aus-east-1%3A1%3Astage%2Fx/stats", ""); status != 503 {
-		t.Fatalf("stats with PostgreSQL down = %d", status)
-	}
-	if status := get(t, base+"/readyz", ""); status != 503 {
-		t.Fatalf("readyz with PostgreSQL down = %d", status)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			base := startRun(t, tc.env)
+			if status := join(t, base); status != 200 {
+				t.Fatalf("join = %d", status)
+			}
+			for path, want := range tc.want {
+				if status := get(t, base+path, ""); status != want {
+					t.Errorf("GET %s = %d, want %d", path, status, want)
+				}
+			}
+		})
 	}
 }
 
-func TestRunReadReplicaDown(t *testing.T) {
-	closed := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/test?sslmode=disable", testutil.FreePort(t))
-	base := startRun(t, map[string]string{"DATABASE_URL": testutil.Schema(t), "DATABASE_READ_URL": closed})
-	if status := join(t, base); status != 200 {
-		t.Fatalf("join = %d", status)
-	}
-	if status := get(t, base+"/v1/users/u/history", ""); status != 503 {
-		t.Fatalf("history with the replica down = %d", status)
-	}
-}
-
-func TestRunWithoutReadAPI(t *testing.T) {
-	base := startRun(t, map[string]string{"READ_API": "false", "DATABASE_URL": "postgres://127.0.0.1:1/none"})
-	if status := get(t, base+"/readyz", ""); status != 200 {
-		t.Fatalf("readyz without the read API = %d", status)
-	}
-	if status := join(t, base); status != 200 {
-		t.Fatalf("join = %d", status)
-	}
-	if status := get(t, base+"/v1/stages", ""); status != 200 {
-		t.Fatalf("live stages = %d", status)
-	}
-	if status := get(t, base+"/v1/stages/arn%3Aaws%3Aivs%3Aus-east-1%3A1%3Astage%2Fx/stats", ""); status != 404 {
-		t.Fatalf("stats without the read API = %d", status)
-	}
+// waitOK waits until GET url answers 200.
+func waitOK(t *testing.T, url string) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200, resp.Status
+	})
 }
