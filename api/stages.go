@@ -126,9 +126,11 @@ const maxStageViewers = 25000
 
 // handlePutStage: PUT /v1/stages/{stage}, creates (201) or replaces (200) the
 // configuration; an absent field takes its default (no name, not master, no
-// limit). The capacity reaches Redis before the row commits, so from the
-// answer on, joins enforce max_viewers atomically; a failure of either leaves
-// both as they were (503).
+// limit). The capacity reaches Redis while the row is locked and before it
+// commits, so from the answer on joins enforce max_viewers atomically and
+// concurrent puts apply in commit order. A Redis failure rolls the row back
+// (503, nothing changed); a commit that fails after the capacity was set
+// leaves it in Redis until the client retries or ingest's start-up sync.
 func (s *server) handlePutStage() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		arn, err := stageParam(c)
