@@ -34,7 +34,10 @@ var (
 		"the session is unknown or expired; join again")
 	errStageFull = errorf(http.StatusConflict, "stage_full",
 		"the stage has reached its max_viewers; viewers already present are not affected")
-	errUnauthorized = errorf(http.StatusUnauthorized, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required")
+	errUnauthorized  = errorf(http.StatusUnauthorized, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required")
+	errStageNotFound = errorf(http.StatusNotFound, "stage_not_found",
+		"the stage is neither configured nor active")
+	errUserNotFound = errorf(http.StatusNotFound, "user_not_found", "no profile and no session of this user")
 )
 
 // statusCodes maps echo's own errors (routing, body limits) to codes.

@@ -3,31 +3,9 @@ package api
 import (
 	"context"
 	"net/http"
-	"time"
 
 	"github.com/labstack/echo/v4"
 )
-
-// handleStages: GET /v1/stages, the stages with live state and their counts.
-func (s *server) handleStages() echo.HandlerFunc {
-	return func(c echo.Context) error {
-		ctx, cancel := context.WithTimeout(c.Request().Context(), s.RedisTimeout)
-		defer cancel()
-		stages, err := s.Stream.Stages(ctx, time.Time{})
-		if err != nil {
-			return s.redisError(c, "stages", err)
-		}
-		type stage struct {
-			StageARN string `json:"stage_arn"`
-			Viewers  int64  `json:"viewers"`
-		}
-		out := make([]stage, 0, len(stages))
-		for _, st := range stages {
-			out = append(out, stage{StageARN: st.Stage, Viewers: st.Viewers})
-		}
-		return c.JSON(http.StatusOK, map[string]any{"stages": out})
-	}
-}
 
 // maxListed bounds the users listed by the viewers route.
 const maxListed = 1000

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -90,15 +91,24 @@ func checkUser(id string) error {
 	if id == "" {
 		return invalid("user_id", "is required")
 	}
-	if !utf8.ValidString(id) || utf8.RuneCountInString(id) > maxUser {
+	if !printable(id, maxUser) {
 		return invalid("user_id", "must be 1 to 128 printable characters")
 	}
-	for _, r := range id {
+	return nil
+}
+
+// printable reports whether s is valid UTF-8 of at most max characters, all
+// printable.
+func printable(s string, max int) bool {
+	if !utf8.ValidString(s) || utf8.RuneCountInString(s) > max {
+		return false
+	}
+	for _, r := range s {
 		if !unicode.IsPrint(r) {
-			return invalid("user_id", "must be 1 to 128 printable characters")
+			return false
 		}
 	}
-	return nil
+	return true
 }
 
 func checkParticipant(id string) error {
@@ -133,3 +143,52 @@ func stageParam(c echo.Context) (string, error) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// userParam returns the {user} path parameter, unescaped and validated.
+func userParam(c echo.Context) (string, error) {
+	id, err := url.PathUnescape(c.Param("user"))
+	if err != nil {
+		return "", invalid("user_id", "is not a valid URL-escaped path segment")
+	}
+	return id, checkUser(id)
+}
+
+// intQuery reads query parameter name as an integer in [min, max]; def when
+// it is absent or empty. Errors: 400 invalid_<name>.
+func intQuery(c echo.Context, name string, def, min, max int) (int, error) {
+	raw := c.QueryParam(name)
+	if raw == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < min || n > max {
+		return 0, invalid(name, fmt.Sprintf("must be an integer from %d to %d", min, max))
+	}
+	return n, nil
+}
+
+// timeQuery reads query parameter name as an RFC 3339 time; def when it is
+// absent or empty. Errors: 400 invalid_<name>.
+func timeQuery(c echo.Context, name string, def time.Time) (time.Time, error) {
+	raw := c.QueryParam(name)
+	if raw == "" {
+		return def, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, raw)
+	if err != nil {
+		return time.Time{}, invalid(name, "must be an RFC 3339 time such as 2025-01-31T18:00:00Z")
+	}
+	return t.UTC(), nil
+}
+
+// checkText accepts an optional text of at most max printable characters;
+// nil or "" is none (nil).
+func checkText(field string, v *string, max int) (*string, error) {
+	if v == nil || *v == "" {
+		return nil, nil
+	}
+	if !printable(*v, max) {
+		return nil, invalid(field, fmt.Sprintf("must be at most %d printable characters", max))
+	}
+	return v, nil
+}

@@ -8,23 +8,44 @@ import (
 	"github.com/viewpulse/viewpulse/internal/ops"
 )
 
-// routes lists every route the server answers.
+// routes lists every route the server answers. openapi.json documents each
+// one; a test keeps the two in step.
 func (s *server) routes(e *echo.Echo) {
 	m := newMetrics(s.Registry)
 	e.Use(m.middleware)
 
+	// Operator probes: always open.
 	e.GET("/healthz", echo.WrapHandler(http.HandlerFunc(ops.Healthz)))
 	e.GET("/readyz", echo.WrapHandler(ops.Readyz(s.Ready)))
 	if s.Registry != nil {
 		e.GET("/metrics", echo.WrapHandler(metricsHandler(s.Registry)))
 	}
 
-	// Player-facing write path.
+	// Player-facing write path: always open.
 	e.POST("/v1/viewers/join", s.handleJoin())
 	e.POST("/v1/viewers/heartbeat", s.handleHeartbeat())
 	e.POST("/v1/viewers/leave", s.handleLeave())
 
-	// Live reads.
-	e.GET("/v1/stages", s.handleStages())
-	e.GET("/v1/stages/:stage/viewers", s.handleStageViewers())
+	// Everything below needs "Authorization: Bearer <key>" when API_KEYS is set.
+	key := s.requireKey
+	e.GET("/openapi.json", handleOpenAPI, key)
+
+	// Live reads (Redis only).
+	e.GET("/v1/stages", s.handleStages(), key)
+	e.GET("/v1/stages/:stage/viewers", s.handleStageViewers(), key)
+
+	if s.ReadDB == nil {
+		return // READ_API=false: no PostgreSQL
+	}
+	// Stage configuration (writes on DATABASE_URL).
+	e.GET("/v1/stages/:stage", s.handleGetStage(), key)
+	e.PUT("/v1/stages/:stage", s.handlePutStage(), key)
+	e.DELETE("/v1/stages/:stage", s.handleDeleteStage(), key)
+
+	// History (reads on DATABASE_READ_URL).
+	e.GET("/v1/stages/:stage/stats", s.handleStageStats(), key)
+	e.GET("/v1/stages/:stage/snapshots", s.handleStageSnapshots(), key)
+	e.GET("/v1/users/:user", s.handleGetUser(), key)
+	e.PUT("/v1/users/:user", s.handlePutUser(), key)
+	e.GET("/v1/users/:user/history", s.handleUserHistory(), key)
 }

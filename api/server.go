@@ -5,7 +5,9 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/viewpulse/viewpulse/events"
 	"github.com/viewpulse/viewpulse/internal/ops"
+	"github.com/viewpulse/viewpulse/store"
 )
 
 // Config is what the server depends on.
@@ -32,11 +35,29 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	// RedisTimeout bounds each player write; past it the answer is 503.
 	RedisTimeout time.Duration
+
+	// ReadDB serves the read API: stage configuration, stats, snapshots and
+	// user history (DATABASE_READ_URL, else DATABASE_URL). Nil switches the
+	// read API off (READ_API=false): only the player, live and ops routes
+	// are served, and GET /v1/stages lists live stages without configuration.
+	ReadDB *store.DB
+	// WriteDB takes the configuration writes (DATABASE_URL); nil: ReadDB.
+	WriteDB *store.DB
+	// Snapshots returns a stage's count series in time order; nil:
+	// ReadDB.SnapshotSeries.
+	Snapshots func(ctx context.Context, stage string, from, to time.Time) ([]store.SnapshotPoint, error)
+	// DBTimeout bounds each PostgreSQL call of a request; past it the answer
+	// is 503. Default 5s.
+	DBTimeout time.Duration
+	// APIKeys, when not empty, are the bearer keys that every route but the
+	// player writes and the ops probes requires (API_KEYS).
+	APIKeys []string
 }
 
 type server struct {
 	Config
 	heartbeatEvery time.Duration
+	keys           [][sha256.Size]byte
 }
 
 // NewServer returns the HTTP handler with every route of routes.go.
@@ -47,7 +68,21 @@ func NewServer(cfg Config) http.Handler {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.DBTimeout <= 0 {
+		cfg.DBTimeout = 5 * time.Second
+	}
+	if cfg.WriteDB == nil {
+		cfg.WriteDB = cfg.ReadDB
+	}
+	if cfg.Snapshots == nil && cfg.ReadDB != nil {
+		cfg.Snapshots = cfg.ReadDB.SnapshotSeries
+	}
 	s := &server{Config: cfg, heartbeatEvery: cfg.Stream.Timeout() / 4}
+	for _, k := range cfg.APIKeys {
+		if k != "" {
+			s.keys = append(s.keys, sha256.Sum256([]byte(k)))
+		}
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
@@ -74,6 +109,31 @@ func (s *server) redisError(c echo.Context, op string, err error) error {
 	s.log().Log(c.Request().Context(), level, "redis step failed", "op", op, "err", err)
 	return errUnavailable
 }
+
+// dbError turns a failed PostgreSQL step into the contract's answer: the
+// domain errors keep their meaning, an unreachable or unready database is 503
+// dependency_unavailable, anything else is a bug (500, logged).
+func (s *server) dbError(c echo.Context, op string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrStageNotFound):
+		return errStageNotFound
+	case errors.Is(err, store.ErrUserNotFound):
+		return errUserNotFound
+	case errors.Is(err, store.ErrInvalidCursor):
+		return invalid("cursor", "must be a next_cursor returned by this route")
+	case errors.Is(err, context.Canceled):
+		s.log().Info("database step cancelled", "op", op, "err", err)
+		return errUnavailable
+	case store.Unavailable(err):
+		s.log().Warn("database step failed", "op", op, "err", err)
+		return errUnavailable
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// now is the server's clock: the stream's, so that live and history answers
+// agree and tests move both.
+func (s *server) now() time.Time { return s.Stream.Now() }
 
 func (s *server) log() *slog.Logger { return s.Log }
 

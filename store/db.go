@@ -38,6 +38,30 @@ type Options struct {
 // opts.Migrate, applies the embedded migrations under an advisory lock so
 // that processes starting together are safe.
 func Open(ctx context.Context, url string, opts Options) (*DB, error) {
+	db, err := Connect(url, opts)
+	if err != nil {
+		return nil, err
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := db.Pool.Ping(pingCtx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("ping database: %w", err)
+	}
+	if opts.Migrate {
+		if err := db.Migrate(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	return db, nil
+}
+
+// Connect returns a pool for url without contacting the database: connections
+// are made on first use, so a process can start (and serve what does not need
+// PostgreSQL) while the database is down. opts.Migrate is ignored; call
+// Migrate. Errors: an invalid url.
+func Connect(url string, opts Options) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
@@ -48,24 +72,11 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	}
 	cfg.ConnConfig.ConnectTimeout = 2 * time.Second
 	cfg.MaxConnIdleTime = 30 * time.Second
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open pool: %w", err)
 	}
-	db := &DB{Pool: pool}
-	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := pool.Ping(pingCtx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("ping database: %w", err)
-	}
-	if opts.Migrate {
-		if err := db.Migrate(ctx); err != nil {
-			pool.Close()
-			return nil, err
-		}
-	}
-	return db, nil
+	return &DB{Pool: pool}, nil
 }
 
 // Close closes the pool.

@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/viewpulse/viewpulse/events"
 	"github.com/viewpulse/viewpulse/internal/config"
 	"github.com/viewpulse/viewpulse/internal/ops"
+	"github.com/viewpulse/viewpulse/store"
 )
 
 func main() {
@@ -42,6 +45,13 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	redisTimeout := env.Duration("REDIS_TIMEOUT", time.Second)
 	maxLen := env.Int("STREAM_MAX_LEN", 2_000_000, 0, 1<<40)
 	proxies := parsePrefixes(env, "TRUSTED_PROXIES")
+	apiKeys := splitList(env.String("API_KEYS", ""))
+	readAPI := env.Bool("READ_API", true)
+	var dbURL, readURL string
+	if readAPI {
+		dbURL = config.DatabaseURL(env)
+		readURL = env.String("DATABASE_READ_URL", dbURL)
+	}
 	if err := env.Err(); err != nil {
 		return err
 	}
@@ -57,14 +67,56 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	stream.MaxLen = maxLen
 
 	reg := ops.NewRegistry()
-	handler := api.NewServer(api.Config{
+	cfg := api.Config{
 		Stream:         stream,
 		Log:            log,
 		Registry:       reg,
 		Ready:          map[string]ops.Check{"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
 		TrustedProxies: proxies,
 		RedisTimeout:   redisTimeout,
-	})
+		APIKeys:        apiKeys,
+	}
+	if readAPI {
+		// The pools connect on first use, so the player routes serve while
+		// PostgreSQL is down; migrations and the capacity sync retry in the
+		// background and /readyz reports them.
+		writeDB, err := store.Connect(dbURL, store.Options{})
+		if err != nil {
+			return fmt.Errorf("DATABASE_URL: %w", err)
+		}
+		defer writeDB.Close()
+		readDB := writeDB
+		if readURL != dbURL {
+			if readDB, err = store.Connect(readURL, store.Options{}); err != nil {
+				return fmt.Errorf("DATABASE_READ_URL: %w", err)
+			}
+			defer readDB.Close()
+		}
+		cfg.ReadDB, cfg.WriteDB = readDB, writeDB
+		prep := &preparation{}
+		cfg.Ready["postgres"] = func(ctx context.Context) error {
+			if err := prep.Err(); err != nil {
+				return err
+			}
+			if err := writeDB.Ping(ctx); err != nil {
+				return err
+			}
+			return readDB.Ping(ctx)
+		}
+		prepCtx, stopPrep := context.WithCancel(ctx)
+		prepared := make(chan struct{})
+		defer func() { stopPrep(); <-prepared }()
+		go func() {
+			defer close(prepared)
+			prep.Run(prepCtx, log, func(ctx context.Context) error {
+				if err := writeDB.Migrate(ctx); err != nil {
+					return err
+				}
+				return api.SyncCapacities(ctx, writeDB, stream)
+			})
+		}()
+	}
+	handler := api.NewServer(cfg)
 
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -99,15 +151,66 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	return nil
 }
 
+// preparation retries the database's start-up steps (migrations, capacity
+// sync) until they succeed, and reports the last failure meanwhile.
+type preparation struct {
+	mu   sync.Mutex
+	err  error
+	done bool
+}
+
+// Err is nil once the steps succeeded, else why they have not yet.
+func (p *preparation) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.done:
+		return nil
+	case p.err != nil:
+		return fmt.Errorf("not prepared: %w", p.err)
+	}
+	return errors.New("not prepared yet")
+}
+
+// Run calls step until it succeeds or ctx ends, waiting 1s, 2s, 4s … up to
+// 30s between tries.
+func (p *preparation) Run(ctx context.Context, log *slog.Logger, step func(context.Context) error) {
+	delay := time.Second
+	for {
+		err := step(ctx)
+		p.mu.Lock()
+		p.err, p.done = err, err == nil
+		p.mu.Unlock()
+		if err == nil {
+			log.Info("database ready: migrations applied, capacities synced")
+			return
+		}
+		log.Warn("database not ready; retrying", "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
+}
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(v string) []string {
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // parsePrefixes reads a comma-separated list of CIDRs (a bare address counts
 // as a /32 or /128).
 func parsePrefixes(env *config.Env, name string) []netip.Prefix {
 	var out []netip.Prefix
-	for _, f := range strings.Split(env.String(name, ""), ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
+	for _, f := range splitList(env.String(name, "")) {
 		p, err := netip.ParsePrefix(f)
 		if err != nil {
 			a, aerr := netip.ParseAddr(f)

@@ -1,0 +1,199 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// watchedSeconds is a session's watch time in whole seconds, an open session
+// counting up to now: coalesce(left_at, now) - joined_at, never below zero.
+// For a closed session it equals the stored watch_duration_seconds. Every
+// query that uses it passes now as $2.
+const watchedSeconds = `GREATEST(0, floor(extract(epoch FROM (coalesce(left_at, $2::timestamptz) - joined_at))))::bigint`
+
+// StageStats are a stage's figures over a window of days ending now.
+type StageStats struct {
+	// TotalViews counts the sessions that joined in the window.
+	TotalViews    int64 `json:"total_views"`
+	UniqueViewers int64 `json:"unique_viewers"`
+	// The watch figures count open sessions up to now.
+	AvgWatchSeconds   float64 `json:"avg_watch_seconds"`
+	MaxWatchSeconds   int64   `json:"max_watch_seconds"`
+	TotalWatchSeconds int64   `json:"total_watch_seconds"`
+	// PeakViewers is the highest peak_viewers of the stage's snapshot rows in
+	// the window; PeakAt is that row's snapshot_time (the earliest on ties),
+	// nil when the window holds no snapshot.
+	PeakViewers int        `json:"peak_viewers"`
+	PeakAt      *time.Time `json:"peak_at"`
+}
+
+// $1 stage, $2 now, $3 days. Sessions whose join is not projected yet
+// (joined_at NULL) are left out.
+const stageStats = `
+WITH s AS (
+    SELECT user_id, ` + watchedSeconds + ` AS watched
+      FROM viewer_sessions
+     WHERE stage_arn = $1
+       AND joined_at > $2::timestamptz - make_interval(days => $3::int) AND joined_at <= $2::timestamptz
+), p AS (
+    SELECT peak_viewers, snapshot_time
+      FROM viewer_stats_snapshots
+     WHERE stage_arn = $1
+       AND snapshot_time > $2::timestamptz - make_interval(days => $3::int) AND snapshot_time <= $2::timestamptz
+     ORDER BY peak_viewers DESC, snapshot_time
+     LIMIT 1
+)
+SELECT count(*), count(DISTINCT user_id), coalesce(round(avg(watched), 2), 0)::float8,
+       coalesce(max(watched), 0), coalesce(sum(watched), 0)::bigint,
+       coalesce((SELECT peak_viewers FROM p), 0), (SELECT snapshot_time FROM p)
+  FROM s`
+
+// StageStats returns stage's figures over the days ending at now. An unknown
+// stage has zero figures and no peak.
+func (db *DB) StageStats(ctx context.Context, stage string, days int, now time.Time) (StageStats, error) {
+	var st StageStats
+	err := db.Pool.QueryRow(ctx, stageStats, stage, now, days).Scan(&st.TotalViews, &st.UniqueViewers,
+		&st.AvgWatchSeconds, &st.MaxWatchSeconds, &st.TotalWatchSeconds, &st.PeakViewers, &st.PeakAt)
+	if err != nil {
+		return StageStats{}, fmt.Errorf("stage stats: %w", err)
+	}
+	if st.PeakAt != nil {
+		t := st.PeakAt.UTC()
+		st.PeakAt = &t
+	}
+	return st, nil
+}
+
+// Session is one viewing session of a user's history.
+type Session struct {
+	SessionID     string     `json:"session_id"`
+	StageARN      string     `json:"stage_arn"`
+	ParticipantID *string    `json:"participant_id"`
+	JoinedAt      time.Time  `json:"joined_at"`
+	LastSeenAt    time.Time  `json:"last_seen_at"`
+	LeftAt        *time.Time `json:"left_at"` // nil while open
+	EndReason     *string    `json:"end_reason"`
+	// WatchSeconds counts an open session up to now.
+	WatchSeconds int64   `json:"watch_duration_seconds"`
+	UserAgent    *string `json:"user_agent"`
+	IPAddress    *string `json:"ip_address"`
+	CountryCode  *string `json:"country_code"`
+}
+
+// History is one page of a user's sessions, newest first. Next, when not
+// empty, is the cursor of the following page.
+type History struct {
+	Sessions []Session `json:"sessions"`
+	Next     string    `json:"next_cursor,omitempty"`
+}
+
+// $1 user, $2 now, $3 limit, then the cursor's joined_at and session_id.
+const historySelect = `
+SELECT session_id, stage_arn, participant_id, joined_at, last_seen_at, left_at, end_reason,
+       ` + watchedSeconds + `, user_agent, host(ip_address), country_code
+  FROM viewer_sessions
+ WHERE user_id = $1 AND joined_at IS NOT NULL`
+
+const (
+	historyFirst = historySelect + `
+ ORDER BY joined_at DESC, session_id DESC LIMIT $3`
+	historyAfter = historySelect + `
+   AND (joined_at, session_id) < ($4::timestamptz, $5::text)
+ ORDER BY joined_at DESC, session_id DESC LIMIT $3`
+)
+
+// UserHistory returns up to limit of user's sessions, newest first by
+// (joined_at, session_id), after cursor (empty: from the newest). Open
+// sessions count up to now. Errors: ErrInvalidCursor.
+func (db *DB) UserHistory(ctx context.Context, user string, limit int, cursor string, now time.Time) (History, error) {
+	var rows pgx.Rows
+	var err error
+	if cursor == "" {
+		rows, err = db.Pool.Query(ctx, historyFirst, user, now, limit+1)
+	} else {
+		at, id, perr := parseCursor(cursor)
+		if perr != nil {
+			return History{}, perr
+		}
+		rows, err = db.Pool.Query(ctx, historyAfter, user, now, limit+1, at, id)
+	}
+	if err != nil {
+		return History{}, fmt.Errorf("user history: %w", err)
+	}
+	sessions, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Session, error) {
+		var s Session
+		err := r.Scan(&s.SessionID, &s.StageARN, &s.ParticipantID, &s.JoinedAt, &s.LastSeenAt, &s.LeftAt,
+			&s.EndReason, &s.WatchSeconds, &s.UserAgent, &s.IPAddress, &s.CountryCode)
+		s.JoinedAt, s.LastSeenAt = s.JoinedAt.UTC(), s.LastSeenAt.UTC()
+		if s.LeftAt != nil {
+			t := s.LeftAt.UTC()
+			s.LeftAt = &t
+		}
+		return s, err
+	})
+	if err != nil {
+		return History{}, fmt.Errorf("user history: %w", err)
+	}
+	h := History{Sessions: sessions}
+	if len(sessions) > limit {
+		h.Sessions = sessions[:limit]
+		last := h.Sessions[limit-1]
+		h.Next = formatCursor(last.JoinedAt, last.SessionID)
+	}
+	return h, nil
+}
+
+// A cursor is base64url("<joined_at Unix µs>:<session_id>") of the last row
+// of a page: opaque to clients, exact to PostgreSQL's microseconds.
+func formatCursor(joined time.Time, session string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(joined.UnixMicro(), 10) + ":" + session))
+}
+
+func parseCursor(c string) (time.Time, string, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return time.Time{}, "", ErrInvalidCursor
+	}
+	micros, session, ok := strings.Cut(string(raw), ":")
+	us, err := strconv.ParseInt(micros, 10, 64)
+	if !ok || err != nil || session == "" || len(session) > 64 {
+		return time.Time{}, "", ErrInvalidCursor
+	}
+	return time.UnixMicro(us).UTC(), session, nil
+}
+
+// SnapshotPoint is one snapshot row of a stage's count series.
+type SnapshotPoint struct {
+	Time        time.Time `json:"time"`
+	ViewerCount int       `json:"viewer_count"`
+	PeakViewers int       `json:"peak_viewers"`
+}
+
+// SnapshotSeries returns stage's snapshot rows with from <= time <= to, in
+// time order.
+func (db *DB) SnapshotSeries(ctx context.Context, stage string, from, to time.Time) ([]SnapshotPoint, error) {
+	rows, err := db.Pool.Query(ctx, `
+SELECT snapshot_time, viewer_count, peak_viewers
+  FROM viewer_stats_snapshots
+ WHERE stage_arn = $1 AND snapshot_time >= $2 AND snapshot_time <= $3
+ ORDER BY snapshot_time`, stage, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot series: %w", err)
+	}
+	points, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (SnapshotPoint, error) {
+		var p SnapshotPoint
+		err := r.Scan(&p.Time, &p.ViewerCount, &p.PeakViewers)
+		p.Time = p.Time.UTC()
+		return p, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("snapshot series: %w", err)
+	}
+	return points, nil
+}
