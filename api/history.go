@@ -79,7 +79,7 @@ func (s *server) handleStageSnapshots() echo.HandlerFunc {
 			return s.dbError(c, "snapshots", err)
 		}
 		if points == nil {
-			points = []store.SnapshotPoint{}
+			points = []store.Snapshot{}
 		}
 		return c.JSON(http.StatusOK, map[string]any{"stage_arn": arn, "from": from, "to": to, "points": points})
 	}

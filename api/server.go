@@ -44,8 +44,8 @@ type Config struct {
 	// WriteDB takes the configuration writes (DATABASE_URL); nil: ReadDB.
 	WriteDB *store.DB
 	// Snapshots returns a stage's count series in time order; nil:
-	// ReadDB.SnapshotSeries.
-	Snapshots func(ctx context.Context, stage string, from, to time.Time) ([]store.SnapshotPoint, error)
+	// ReadDB.Snapshots.
+	Snapshots func(ctx context.Context, stage string, from, to time.Time) ([]store.Snapshot, error)
 	// DBTimeout bounds each PostgreSQL call of a request; past it the answer
 	// is 503. Default 5s.
 	DBTimeout time.Duration
@@ -75,7 +75,7 @@ func NewServer(cfg Config) http.Handler {
 		cfg.WriteDB = cfg.ReadDB
 	}
 	if cfg.Snapshots == nil && cfg.ReadDB != nil {
-		cfg.Snapshots = cfg.ReadDB.SnapshotSeries
+		cfg.Snapshots = cfg.ReadDB.Snapshots
 	}
 	s := &server{Config: cfg, heartbeatEvery: cfg.Stream.Timeout() / 4}
 	for _, k := range cfg.APIKeys {

@@ -181,14 +181,14 @@ func (e *env) workload(seed uint64, n int) {
 
 // model computes the rows the stream's events must produce, sequentially and
 // in stream order, the simplest way: the oracle for the projector.
-func (e *env) model() (map[string]store.Session, map[string]store.User) {
+func (e *env) model() (map[string]store.SessionRow, map[string]store.UserRow) {
 	e.t.Helper()
 	msgs, err := e.rdb.XRange(context.Background(), e.keys.Stream(), "-", "+").Result()
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	sessions := map[string]store.Session{}
-	users := map[string]store.User{}
+	sessions := map[string]store.SessionRow{}
+	users := map[string]store.UserRow{}
 	types := map[events.Type]int{}
 	defer func() { e.t.Logf("model of %d entries: %v, %d sessions", len(msgs), types, len(sessions)) }()
 	for _, m := range msgs {
@@ -199,7 +199,7 @@ func (e *env) model() (map[string]store.Session, map[string]store.User) {
 		types[ev.Type]++
 		s, ok := sessions[ev.Session]
 		if !ok {
-			s = store.Session{SessionID: ev.Session, UserID: ev.User, StageARN: ev.Stage, LastSeenAt: ev.At}
+			s = store.SessionRow{SessionID: ev.Session, UserID: ev.User, StageARN: ev.Stage, LastSeenAt: ev.At}
 		}
 		first := func(dst *string, v string) {
 			if *dst == "" {
@@ -240,7 +240,7 @@ func (e *env) model() (map[string]store.Session, map[string]store.User) {
 		sessions[ev.Session] = s
 		u, ok := users[ev.User]
 		if !ok {
-			u = store.User{UserID: ev.User, CreatedAt: created}
+			u = store.UserRow{UserID: ev.User, CreatedAt: created}
 		}
 		earliest(&u.CreatedAt, created)
 		users[ev.User] = u
@@ -256,10 +256,10 @@ func (e *env) model() (map[string]store.Session, map[string]store.User) {
 }
 
 // rows reads every session and user of db.
-func rows(t testing.TB, db *store.DB) (map[string]store.Session, map[string]store.User) {
+func rows(t testing.TB, db *store.DB) (map[string]store.SessionRow, map[string]store.UserRow) {
 	t.Helper()
-	sessions := readAll(t, &cursor[store.Session]{page: db.SessionsAfter, key: func(s store.Session) string { return s.SessionID }})
-	users := readAll(t, &cursor[store.User]{page: db.UsersAfter, key: func(u store.User) string { return u.UserID }})
+	sessions := readAll(t, &cursor[store.SessionRow]{page: db.SessionsAfter, key: func(s store.SessionRow) string { return s.SessionID }})
+	users := readAll(t, &cursor[store.UserRow]{page: db.UsersAfter, key: func(u store.UserRow) string { return u.UserID }})
 	return sessions, users
 }
 
@@ -287,7 +287,7 @@ func (e *env) assertMatchesModel(db *store.DB) {
 	assertSame(e.t, gotS, wantS, gotU, wantU)
 }
 
-func assertSame(t testing.TB, gotS, wantS map[string]store.Session, gotU, wantU map[string]store.User) {
+func assertSame(t testing.TB, gotS, wantS map[string]store.SessionRow, gotU, wantU map[string]store.UserRow) {
 	t.Helper()
 	if len(gotS) != len(wantS) || len(gotU) != len(wantU) {
 		t.Errorf("%d sessions, %d users; want %d, %d", len(gotS), len(gotU), len(wantS), len(wantU))

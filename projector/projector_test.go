@@ -258,4 +258,3 @@ func TestPostgresOutageLosesAndDoublesNothing(t *testing.T) {
 	})
 	e.assertMatchesModel(e.db)
 }
-

@@ -140,12 +140,12 @@ func Compare(ctx context.Context, live, replayed *store.DB) (Comparison, error) 
 	var c Comparison
 	var err error
 	c.Sessions, err = compareTable(ctx, live.SessionsAfter, replayed.SessionsAfter,
-		func(s store.Session) string { return s.SessionID })
+		func(s store.SessionRow) string { return s.SessionID })
 	if err != nil {
 		return c, fmt.Errorf("compare sessions: %w", err)
 	}
 	c.Users, err = compareTable(ctx, live.UsersAfter, replayed.UsersAfter,
-		func(u store.User) string { return u.UserID })
+		func(u store.UserRow) string { return u.UserID })
 	if err != nil {
 		return c, fmt.Errorf("compare users: %w", err)
 	}

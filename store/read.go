@@ -167,33 +167,3 @@ func parseCursor(c string) (time.Time, string, error) {
 	}
 	return time.UnixMicro(us).UTC(), session, nil
 }
-
-// SnapshotPoint is one snapshot row of a stage's count series.
-type SnapshotPoint struct {
-	Time        time.Time `json:"time"`
-	ViewerCount int       `json:"viewer_count"`
-	PeakViewers int       `json:"peak_viewers"`
-}
-
-// SnapshotSeries returns stage's snapshot rows with from <= time <= to, in
-// time order.
-func (db *DB) SnapshotSeries(ctx context.Context, stage string, from, to time.Time) ([]SnapshotPoint, error) {
-	rows, err := db.Pool.Query(ctx, `
-SELECT snapshot_time, viewer_count, peak_viewers
-  FROM viewer_stats_snapshots
- WHERE stage_arn = $1 AND snapshot_time >= $2 AND snapshot_time <= $3
- ORDER BY snapshot_time`, stage, from, to)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot series: %w", err)
-	}
-	points, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (SnapshotPoint, error) {
-		var p SnapshotPoint
-		err := r.Scan(&p.Time, &p.ViewerCount, &p.PeakViewers)
-		p.Time = p.Time.UTC()
-		return p, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("snapshot series: %w", err)
-	}
-	return points, nil
-}

@@ -246,9 +246,9 @@ func retryable(err error) bool {
 	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
-// Session is one viewer_sessions row. NULL reads as the zero value, times are
+// SessionRow is one viewer_sessions row. NULL reads as the zero value, times are
 // in UTC, so rows compare with ==.
-type Session struct {
+type SessionRow struct {
 	SessionID            string
 	UserID               string
 	StageARN             string
@@ -263,8 +263,8 @@ type Session struct {
 	CountryCode          string
 }
 
-// User is one users row, as Session.
-type User struct {
+// UserRow is one users row, as SessionRow.
+type UserRow struct {
 	UserID    string
 	Username  string
 	Email     string
@@ -283,13 +283,13 @@ LIMIT $2`
 // SessionsAfter returns up to limit sessions whose ID sorts (bytewise) after
 // after, in that order: a page of the whole table, for replay comparison and
 // tests.
-func (db *DB) SessionsAfter(ctx context.Context, after string, limit int) ([]Session, error) {
+func (db *DB) SessionsAfter(ctx context.Context, after string, limit int) ([]SessionRow, error) {
 	rows, err := db.Pool.Query(ctx, sessionsAfter, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Session, error) {
-		var s Session
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (SessionRow, error) {
+		var s SessionRow
 		var joined, left pgtype.Timestamptz
 		err := r.Scan(&s.SessionID, &s.UserID, &s.StageARN, &s.ParticipantID, &joined, &s.LastSeenAt,
 			&left, &s.EndReason, &s.WatchDurationSeconds, &s.UserAgent, &s.IPAddress, &s.CountryCode)
@@ -316,13 +316,13 @@ ORDER BY user_id COLLATE "C"
 LIMIT $2`
 
 // UsersAfter is SessionsAfter for users.
-func (db *DB) UsersAfter(ctx context.Context, after string, limit int) ([]User, error) {
+func (db *DB) UsersAfter(ctx context.Context, after string, limit int) ([]UserRow, error) {
 	rows, err := db.Pool.Query(ctx, usersAfter, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (User, error) {
-		var u User
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (UserRow, error) {
+		var u UserRow
 		err := r.Scan(&u.UserID, &u.Username, &u.Email, &u.CreatedAt)
 		u.CreatedAt = u.CreatedAt.UTC()
 		return u, err

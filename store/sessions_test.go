@@ -21,7 +21,7 @@ func at(ms int64) time.Time { return time.UnixMilli(1_760_000_000_000 + ms).UTC(
 
 // lifecycle returns the deltas of one session's join, heartbeat, rejoin and
 // leave, and the row they make.
-func lifecycle(id string) ([]store.SessionDelta, store.Session) {
+func lifecycle(id string) ([]store.SessionDelta, store.SessionRow) {
 	base := store.SessionDelta{SessionID: id, UserID: "u-" + id, StageARN: stage}
 	join, hb, rejoin, leave := base, base, base, base
 	join.ParticipantID, join.JoinedAt, join.LastSeenAt, join.FirstSeenAt = "p1", at(0), at(0), at(0)
@@ -30,7 +30,7 @@ func lifecycle(id string) ([]store.SessionDelta, store.Session) {
 	rejoin.JoinedAt, rejoin.LastSeenAt, rejoin.FirstSeenAt = at(40_000), at(40_000), at(40_000)
 	leave.ParticipantID, leave.JoinedAt, leave.LastSeenAt, leave.LeftAt = "p1", at(0), at(65_500), at(65_500)
 	leave.EndReason, leave.FirstSeenAt = "leave", at(0)
-	want := store.Session{
+	want := store.SessionRow{
 		SessionID: id, UserID: "u-" + id, StageARN: stage, ParticipantID: "p1",
 		JoinedAt: at(0), LastSeenAt: at(65_500), LeftAt: at(65_500), EndReason: "leave",
 		WatchDurationSeconds: sql.NullInt32{Int32: 65, Valid: true},
@@ -39,9 +39,9 @@ func lifecycle(id string) ([]store.SessionDelta, store.Session) {
 	return []store.SessionDelta{join, hb, rejoin, leave}, want
 }
 
-func sessions(t testing.TB, db *store.DB) map[string]store.Session {
+func sessions(t testing.TB, db *store.DB) map[string]store.SessionRow {
 	t.Helper()
-	out := map[string]store.Session{}
+	out := map[string]store.SessionRow{}
 	after := ""
 	for {
 		page, err := db.SessionsAfter(context.Background(), after, 500)
@@ -76,7 +76,7 @@ func TestApplyBatchIsOrderFreeAndRepeatSafe(t *testing.T) {
 	t.Parallel()
 	db := NewDB(t)
 	ctx := context.Background()
-	want := map[string]store.Session{}
+	want := map[string]store.SessionRow{}
 	for i, perm := range permutations(4) {
 		id := fmt.Sprintf("s%02d", i)
 		deltas, row := lifecycle(id)
@@ -110,7 +110,7 @@ func TestApplyBatchHeartbeatBeforeJoinLeavesJoinedNull(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := sessions(t, db)["s"]
-	want := store.Session{SessionID: "s", UserID: "u", StageARN: stage, LastSeenAt: at(5)}
+	want := store.SessionRow{SessionID: "s", UserID: "u", StageARN: stage, LastSeenAt: at(5)}
 	if got != want {
 		t.Fatalf("got %+v\nwant %+v", got, want)
 	}
@@ -133,7 +133,7 @@ func TestConcurrentOverlappingBatches(t *testing.T) {
 	t.Parallel()
 	db := NewDB(t)
 	var all []store.SessionDelta
-	want := map[string]store.Session{}
+	want := map[string]store.SessionRow{}
 	for i := range 300 {
 		deltas, row := lifecycle(fmt.Sprintf("c%03d", i))
 		all = append(all, deltas...)
