@@ -21,7 +21,7 @@ var errCrash = errors.New("simulated crash")
 
 // env is one test's corner of Redis and PostgreSQL.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	rdb    *redis.Client
 	prefix string
 	keys   events.Keys
@@ -31,7 +31,7 @@ type env struct {
 	db     *store.DB
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	rdb, prefix := testutil.Redis(t)
 	c := testutil.NewClock(time.UnixMilli(1_760_000_000_000).UTC())
