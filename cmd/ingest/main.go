@@ -42,7 +42,6 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	env := config.NewEnv(getenv)
 	common := config.ReadCommon(env, stdout)
 	addr := env.String("HTTP_ADDR", ":8080")
-	redisTimeout := env.Duration("REDIS_TIMEOUT", time.Second)
 	maxLen := env.Int("STREAM_MAX_LEN", 2_000_000, 0, 1<<40)
 	proxies := parsePrefixes(env, "TRUSTED_PROXIES")
 	apiKeys := splitList(env.String("API_KEYS", ""))
@@ -58,11 +57,12 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	log := common.Logger(stdout)
 	log.Info("ingest starting", env.LogAttrs()...)
 
-	rdb, err := common.Redis(redisTimeout)
+	rdb, err := common.Redis()
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
+	config.CheckRedis(ctx, rdb, log)
 	stream := events.NewStream(rdb, common.RedisPrefix, common.HeartbeatTimeout)
 	stream.MaxLen = maxLen
 
@@ -73,7 +73,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		Registry:       reg,
 		Ready:          map[string]ops.Check{"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
 		TrustedProxies: proxies,
-		RedisTimeout:   redisTimeout,
+		RedisTimeout:   common.RedisTimeout,
 		APIKeys:        apiKeys,
 	}
 	if readAPI {

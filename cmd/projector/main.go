@@ -97,12 +97,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	log := s.Logger(stdout)
 	log.Info("projector starting", env.LogAttrs()...)
 
-	opt, err := redis.ParseURL(s.RedisURL)
+	rdb, err := s.Redis()
 	if err != nil {
-		return fmt.Errorf("REDIS_URL: %w", err)
+		return err
 	}
-	rdb := redis.NewClient(opt)
 	defer rdb.Close()
+	config.CheckRedis(ctx, rdb, log)
 	db, err := store.Open(ctx, s.DatabaseURL, store.Options{Migrate: true})
 	if err != nil {
 		return err

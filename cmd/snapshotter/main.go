@@ -100,9 +100,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	log := cfg.common.Logger(stdout)
 	log.Info("snapshotter starting", env.LogAttrs()...)
 
-	opt, _ := redis.ParseURL(cfg.common.RedisURL) // validated by readSettings
-	rdb := redis.NewClient(opt)
+	rdb, err := cfg.common.Redis() // REDIS_URL validated by readSettings
+	if err != nil {
+		return err
+	}
 	defer rdb.Close()
+	config.CheckRedis(ctx, rdb, log)
 	db, err := store.Open(ctx, cfg.databaseURL, store.Options{MaxConns: 4, Migrate: true})
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -122,17 +123,20 @@ type Common struct {
 	RedisURL         string
 	RedisPrefix      string
 	HeartbeatTimeout time.Duration
-	LogFormat        string
-	LogLevel         slog.Level
+	// RedisTimeout bounds every Redis call (dial, read, write, pool wait).
+	RedisTimeout time.Duration
+	LogFormat    string
+	LogLevel     slog.Level
 }
 
-// ReadCommon reads REDIS_URL, REDIS_PREFIX, HEARTBEAT_TIMEOUT, LOG_FORMAT and
-// LOG_LEVEL. stdout decides the default log format: text on a terminal.
+// ReadCommon reads REDIS_URL, REDIS_PREFIX, HEARTBEAT_TIMEOUT, REDIS_TIMEOUT,
+// LOG_FORMAT and LOG_LEVEL. stdout decides the default log format: text on a terminal.
 func ReadCommon(e *Env, stdout io.Writer) Common {
 	c := Common{
 		RedisURL:         e.String("REDIS_URL", "redis://127.0.0.1:6379/0"),
 		RedisPrefix:      e.String("REDIS_PREFIX", "vp"),
 		HeartbeatTimeout: e.Duration("HEARTBEAT_TIMEOUT", 120*time.Second),
+		RedisTimeout:     e.Duration("REDIS_TIMEOUT", time.Second),
 	}
 	if strings.ContainsAny(c.RedisPrefix, "{} ") {
 		e.Fail("REDIS_PREFIX", "a prefix without braces or spaces", c.RedisPrefix)
@@ -183,9 +187,11 @@ func (c Common) Logger(w io.Writer) *slog.Logger {
 }
 
 // Redis opens a client to REDIS_URL whose every call is bounded: a dial,
-// read or write that takes longer than timeout fails instead of hanging, and
-// a context deadline cuts a call short.
-func (c Common) Redis(timeout time.Duration) (*redis.Client, error) {
+// read or write that takes longer than REDIS_TIMEOUT fails instead of
+// hanging (blocking reads get their BLOCK time on top), and a context
+// deadline cuts a call short.
+func (c Common) Redis() (*redis.Client, error) {
+	timeout := c.RedisTimeout
 	opt, err := redis.ParseURL(c.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
@@ -196,4 +202,34 @@ func (c Common) Redis(timeout time.Duration) (*redis.Client, error) {
 	opt.PoolTimeout = timeout
 	opt.ContextTimeoutEnabled = true
 	return redis.NewClient(opt), nil
+}
+
+// CheckRedis logs what the Redis in use promises about the event log, and
+// warns where it can lose it: a maxmemory-policy that may evict keys without
+// a TTL (the stream, presence) and an append-only file that is off. It only
+// logs: managed Redis services often refuse CONFIG GET.
+func CheckRedis(ctx context.Context, rdb *redis.Client, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	cfg, err := rdb.ConfigGet(ctx, "*").Result()
+	if err != nil {
+		log.Warn("cannot read the Redis configuration; make sure maxmemory-policy is noeviction and appendonly is yes", "err", err)
+		return
+	}
+	policy, aof, fsync := cfg["maxmemory-policy"], cfg["appendonly"], cfg["appendfsync"]
+	if !PolicyKeepsLog(policy) {
+		log.Warn("Redis maxmemory-policy may evict the event stream and presence keys silently; set maxmemory-policy noeviction",
+			"maxmemory_policy", policy)
+	}
+	if aof != "yes" {
+		log.Warn("Redis appendonly is off: a Redis crash or restart loses acknowledged events; set appendonly yes (README, Durability)")
+	}
+	log.Info("redis durability", "maxmemory_policy", policy, "appendonly", aof, "appendfsync", fsync)
+}
+
+// PolicyKeepsLog reports whether a maxmemory-policy never evicts keys that
+// have no TTL: noeviction, or a volatile-* policy (only ViewPulse's per-minute
+// peak keys carry a TTL).
+func PolicyKeepsLog(policy string) bool {
+	return policy == "noeviction" || strings.HasPrefix(policy, "volatile-")
 }
