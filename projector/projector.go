@@ -54,6 +54,9 @@ type Config struct {
 	ClaimMinIdle time.Duration
 	// ClaimEvery is how often to look for such entries; zero: every Step.
 	ClaimEvery time.Duration
+	// MaintainEvery is how often Run trims the stream and refreshes the lag
+	// and pending gauges; zero: DefaultMaintainEvery.
+	MaintainEvery time.Duration
 	// MaxAttempts is how often a batch that PostgreSQL refuses for its data
 	// (SQLSTATE class 22 or 23) is tried before it is split to find the
 	// entry to dead-letter.
@@ -103,6 +106,9 @@ func New(rdb redis.UniversalClient, keys events.Keys, db *store.DB, cfg Config) 
 	}
 	if cfg.ClaimMinIdle <= 0 {
 		cfg.ClaimMinIdle = DefaultClaimMinIdle
+	}
+	if cfg.MaintainEvery <= 0 {
+		cfg.MaintainEvery = DefaultMaintainEvery
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = DefaultMaxAttempts
@@ -388,7 +394,7 @@ func (p *Projector) deadLetter(ctx context.Context, m redis.XMessage, reason err
 // exponential backoff, acknowledging nothing meanwhile. When ctx ends, the
 // batch in flight still gets drain to commit and acknowledge; then Run
 // returns nil. With Retention set, it trims the stream every
-// maintenanceEvery, and it refreshes the lag and pending gauges as often.
+// Config.MaintainEvery, and it refreshes the lag and pending gauges as often.
 func (p *Projector) Run(ctx context.Context, drain time.Duration) error {
 	if err := p.Init(ctx); err != nil {
 		return err
@@ -415,7 +421,7 @@ func (p *Projector) Run(ctx context.Context, drain time.Duration) error {
 			continue
 		}
 		backoff = minBackoff
-		if now := p.cfg.Now(); now.Sub(lastMaintenance) >= maintenanceEvery {
+		if now := p.cfg.Now(); now.Sub(lastMaintenance) >= p.cfg.MaintainEvery {
 			lastMaintenance = now
 			p.maintain(ctx)
 		}
@@ -426,8 +432,8 @@ func (p *Projector) Run(ctx context.Context, drain time.Duration) error {
 	return nil
 }
 
-// maintenanceEvery is how often Run trims and refreshes the gauges.
-const maintenanceEvery = 15 * time.Second
+// DefaultMaintainEvery is how often Run trims and refreshes the gauges.
+const DefaultMaintainEvery = 15 * time.Second
 
 func (p *Projector) maintain(ctx context.Context) {
 	if p.cfg.Retention > 0 {

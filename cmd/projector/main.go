@@ -57,6 +57,7 @@ func readSettings(getenv func(string) string, stdout io.Writer) (settings, *conf
 		ClaimMinIdle: e.Duration("CLAIM_MIN_IDLE", projector.DefaultClaimMinIdle),
 	}
 	s.Projector.ClaimEvery = min(s.Projector.ClaimMinIdle/2, 5*time.Second)
+	s.Projector.MaintainEvery = e.Duration("MAINTAIN_INTERVAL", projector.DefaultMaintainEvery)
 	// STREAM_RETENTION: how long acknowledged entries stay for replay; "off"
 	// never trims.
 	switch raw := e.String("STREAM_RETENTION", "1h"); raw {
