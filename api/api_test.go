@@ -24,24 +24,12 @@ import (
 
 const stage = "arn:aws:ivs:eu-west-1:123456789012:stage/AbCd1234"
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 type harness struct {
 	t      *testing.T
 	srv    *httptest.Server
 	stream *events.Stream
 	rdb    *redis.Client
-	clock  *clock
+	clock  *testutil.Clock
 }
 
 func newHarness(t *testing.T, mutate ...func(*api.Config)) *harness {
@@ -52,7 +40,7 @@ func newHarness(t *testing.T, mutate ...func(*api.Config)) *harness {
 
 func newHarnessOn(t *testing.T, rdb *redis.Client, prefix string, mutate ...func(*api.Config)) *harness {
 	t.Helper()
-	c := &clock{t: time.Now().Truncate(time.Millisecond)}
+	c := testutil.NewClock(time.Now().Truncate(time.Millisecond))
 	s := events.NewStream(rdb, prefix, 120*time.Second)
 	s.Now = c.Now
 	cfg := api.Config{Stream: s, RedisTimeout: 500 * time.Millisecond}

@@ -51,27 +51,15 @@ type proc struct {
 	name string
 	env  []string
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *testutil.Buffer
 	addr string // where its HTTP (ingest) or ops (others) server listens
 }
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // startProc starts binary name with env and waits until its /readyz answers
 // 200. It is killed when the test ends; its output is shown if the test fails.
 func startProc(t *testing.T, name string, env map[string]string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, out: &lockedBuffer{}, addr: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))}
+	p := &proc{t: t, name: name, out: &testutil.Buffer{}, addr: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))}
 	key := "METRICS_ADDR"
 	if name == "ingest" {
 		key = "HTTP_ADDR"

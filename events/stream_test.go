@@ -16,23 +16,10 @@ import (
 
 const stage = "arn:aws:ivs:us-east-1:123456789012:stage/abcDEF123"
 
-// clock is a settable time source for the stream.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newStream(t *testing.T) (*events.Stream, *redis.Client, *clock) {
+func newStream(t *testing.T) (*events.Stream, *redis.Client, *testutil.Clock) {
 	t.Helper()
 	rdb, prefix := testutil.Redis(t)
-	c := &clock{t: time.UnixMilli(1_760_000_000_000)}
+	c := testutil.NewClock(time.UnixMilli(1_760_000_000_000))
 	s := events.NewStream(rdb, prefix, 120*time.Second)
 	s.Now = c.Now
 	return s, rdb, c

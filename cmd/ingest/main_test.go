@@ -6,25 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/viewpulse/viewpulse/internal/testutil"
 )
-
-// syncBuffer is a log sink safe for the server goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func TestRunServesAndDrains(t *testing.T) {
 	_, prefix := testutil.Redis(t)
@@ -34,7 +20,7 @@ func TestRunServesAndDrains(t *testing.T) {
 		"API_KEYS": "secret-key", "LOG_FORMAT": "json", "DATABASE_URL": testutil.Schema(t),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out testutil.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, &out) }()
 	waitOK(t, "http://"+addr+"/readyz")
@@ -98,7 +84,7 @@ func startRun(t *testing.T, env map[string]string) string {
 	env["REDIS_URL"], env["REDIS_PREFIX"], env["HTTP_ADDR"], env["LOG_FORMAT"] = testutil.RedisURL(t), prefix, addr, "json"
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, &syncBuffer{}) }()
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, &testutil.Buffer{}) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

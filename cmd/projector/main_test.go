@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,24 +15,6 @@ import (
 )
 
 const stage = "arn:aws:ivs:us-east-1:123456789012:stage/abcDEF123"
-
-// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func getenv(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
@@ -49,7 +30,7 @@ func TestRunProjectsThenReplayMatches(t *testing.T) {
 		"METRICS_ADDR": addr, "CONSUMER_NAME": "test", "BATCH_WAIT": "1ms", "LOG_FORMAT": "json",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out testutil.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, getenv(env), &out) }()
 
@@ -105,7 +86,7 @@ func TestRunProjectsThenReplayMatches(t *testing.T) {
 		t.Errorf("effective configuration not logged:\n%s", out.String())
 	}
 
-	var rep syncBuffer
+	var rep testutil.Buffer
 	into := testutil.Schema(t)
 	if err := run(context.Background(), []string{"replay", "--into", into}, getenv(env), &rep); err != nil {
 		t.Fatalf("replay: %v\n%s", err, rep.String())

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -70,7 +69,7 @@ func TestRunServesOpsAndShutsDown(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out testutil.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"snapshotter"}, getenv(vars), &out) }()
 
@@ -109,22 +108,4 @@ func TestRunServesOpsAndShutsDown(t *testing.T) {
 	case <-time.After(shutdownTimeout + 5*time.Second):
 		t.Fatal("run did not return within the shutdown deadline")
 	}
-}
-
-// syncBuffer is a bytes.Buffer the logger may write while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
