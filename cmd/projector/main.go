@@ -1,0 +1,180 @@
+// Command projector moves events from the Redis stream into PostgreSQL
+// (package projector); `projector replay --into URL` rebuilds the history
+// from the stream into an empty database and compares it with the live one.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sourcegraph/conc/pool"
+	"github.com/viewpulse/viewpulse/events"
+	"github.com/viewpulse/viewpulse/internal/config"
+	"github.com/viewpulse/viewpulse/internal/ops"
+	"github.com/viewpulse/viewpulse/projector"
+	"github.com/viewpulse/viewpulse/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "projector:", err)
+		os.Exit(1)
+	}
+}
+
+// settings is the projector's effective configuration.
+type settings struct {
+	config.Common
+	DatabaseURL string
+	MetricsAddr string
+	Projector   projector.Config
+	Drain       time.Duration
+}
+
+func readSettings(getenv func(string) string, stdout io.Writer) (settings, *config.Env) {
+	e := config.NewEnv(getenv)
+	s := settings{Common: config.ReadCommon(e, stdout)}
+	s.DatabaseURL = config.DatabaseURL(e)
+	s.MetricsAddr = e.String("METRICS_ADDR", ":9091")
+	host, _ := os.Hostname()
+	s.Projector = projector.Config{
+		Consumer:     e.String("CONSUMER_NAME", host+"-"+strconv.Itoa(os.Getpid())),
+		BatchSize:    int(e.Int("BATCH_SIZE", projector.DefaultBatchSize, 1, 50_000)),
+		BatchWait:    e.Duration("BATCH_WAIT", 50*time.Millisecond),
+		ClaimMinIdle: e.Duration("CLAIM_MIN_IDLE", projector.DefaultClaimMinIdle),
+	}
+	s.Projector.ClaimEvery = min(s.Projector.ClaimMinIdle/2, 5*time.Second)
+	// STREAM_RETENTION: how long acknowledged entries stay for replay; "off"
+	// never trims.
+	switch raw := e.String("STREAM_RETENTION", "1h"); raw {
+	case "off", "0":
+	default:
+		d, err := time.ParseDuration(raw)
+		if err != nil || d <= 0 {
+			e.Fail("STREAM_RETENTION", "a positive Go duration such as 24h, or off", raw)
+		}
+		s.Projector.Retention = d
+	}
+	s.Drain = e.Duration("SHUTDOWN_TIMEOUT", 10*time.Second)
+	return s, e
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	s, env := readSettings(getenv, stdout)
+	var into string
+	var page int
+	replay := len(args) > 0 && args[0] == "replay"
+	if replay {
+		fs := flag.NewFlagSet("projector replay", flag.ContinueOnError)
+		fs.SetOutput(stdout)
+		fs.StringVar(&into, "into", "", "URL of the empty database (or search_path schema) to rebuild into")
+		fs.IntVar(&page, "page", 5000, "stream entries read and applied at a time")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if into == "" {
+			return errors.New("replay: --into URL is required")
+		}
+	} else if len(args) > 0 {
+		return fmt.Errorf("unknown command %q (want none, or replay)", args[0])
+	}
+	if err := env.Err(); err != nil {
+		return err
+	}
+	log := s.Logger(stdout)
+	log.Info("projector starting", env.LogAttrs()...)
+
+	opt, err := redis.ParseURL(s.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	db, err := store.Open(ctx, s.DatabaseURL, store.Options{Migrate: true})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	keys := events.NewKeys(s.RedisPrefix)
+	if replay {
+		return runReplay(ctx, rdb, keys, db, into, page, stdout, log)
+	}
+
+	reg := ops.NewRegistry()
+	s.Projector.Metrics = projector.NewMetrics(reg)
+	s.Projector.Log = log
+	p := projector.New(rdb, keys, db, s.Projector)
+	if err := p.Init(ctx); err != nil {
+		return err
+	}
+	checks := map[string]ops.Check{
+		"redis":    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		"postgres": db.Ping,
+	}
+	g := pool.New().WithErrors().WithContext(ctx).WithCancelOnError()
+	g.Go(func(ctx context.Context) error {
+		return ops.Serve(ctx, s.MetricsAddr, ops.Handler(reg, checks), log)
+	})
+	g.Go(func(ctx context.Context) error { return p.Run(ctx, s.Drain) })
+	err = g.Wait()
+	log.Info("projector stopped", "error", err)
+	return err
+}
+
+// replayOutput is what `projector replay` prints, one JSON object.
+type replayOutput struct {
+	Equal   bool                   `json:"equal"`
+	Replay  projector.ReplayReport `json:"replay"`
+	Compare projector.Comparison   `json:"compare"`
+	// LiveBehind counts entries the live group has not yet acknowledged; the
+	// comparison is exact only when it is 0.
+	LiveBehind int64 `json:"live_behind"`
+}
+
+func runReplay(ctx context.Context, rdb redis.UniversalClient, keys events.Keys, live *store.DB, into string,
+	page int, stdout io.Writer, log *slog.Logger) error {
+	target, err := store.Open(ctx, into, store.Options{Migrate: true})
+	if err != nil {
+		return fmt.Errorf("--into: %w", err)
+	}
+	defer target.Close()
+	var out replayOutput
+	if groups, err := rdb.XInfoGroups(ctx, keys.Stream()).Result(); err == nil {
+		for _, g := range groups {
+			if g.Name == projector.DefaultGroup {
+				out.LiveBehind = g.Pending + g.Lag
+			}
+		}
+	}
+	if out.Replay, err = projector.Replay(ctx, rdb, keys, target, page); err != nil {
+		return err
+	}
+	if out.Compare, err = projector.Compare(ctx, live, target); err != nil {
+		return err
+	}
+	out.Equal = out.Compare.Equal()
+	log.Info("replay done", "equal", out.Equal, "entries", out.Replay.Entries, "truncated", out.Replay.Truncated,
+		"live_behind", out.LiveBehind)
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(out); err != nil {
+		return err
+	}
+	if !out.Equal {
+		return errors.New("replay differs from the live projection")
+	}
+	return nil
+}
