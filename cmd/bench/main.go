@@ -61,7 +61,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.IntVar(&o.viewers, "viewers", 100_000, "present viewers for the memory-per-viewer figure")
 	fs.IntVar(&o.events, "events", 1_000_000, "events the projector drains (and COPY and the seed pattern write)")
 	fs.DurationVar(&o.steady, "steady", 3*time.Minute, "steady viewer load with trimming on, for the bounded-memory figure")
-	fs.DurationVar(&o.steadyRef, "steady-ref", time.Minute, "memory at this point of the steady load is the reference")
+	fs.DurationVar(&o.steadyRef, "steady-ref", 2*time.Minute, "memory at this point of the steady load is the reference")
 	skip := fs.String("skip", "", "comma-separated phases to leave out: http, memory, projector, lag, steady")
 	if err := fs.Parse(args); err != nil {
 		return err
