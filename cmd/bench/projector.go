@@ -264,7 +264,7 @@ func nullTime(t time.Time) any {
 // stream entry ID (the server time of the XADD, in ms) to the commit of the
 // batch that holds it (the projector's AfterCommit hook).
 func lagPhase(ctx context.Context, e *env, r *Results) error {
-	rate := r.HeartbeatRPS / 2
+	rate := r.Heartbeat.Best.Achieved / 2
 	if rate <= 0 {
 		rate = 1000
 		r.Notes = append(r.Notes, "lag: no heartbeat rate was measured; lag taken at 1000 heartbeats/s")
