@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"text/tabwriter"
+)
+
+// Results is what bench/results/*.json hold. The flat keys are the figures;
+// the nested ones show how each was found.
+type Results struct {
+	Date      string  `json:"date"`
+	Host      string  `json:"host"`
+	DurationS float64 `json:"duration_s"`
+
+	HeartbeatRPS        float64 `json:"heartbeat_rps"`
+	HeartbeatP99Ms      float64 `json:"heartbeat_p99_ms"`
+	HeartbeatCeilingRPS float64 `json:"heartbeat_ceiling_rps"`
+	JoinRPS             float64 `json:"join_rps"`
+	JoinP99Ms           float64 `json:"join_p99_ms"`
+	JoinCeilingRPS      float64 `json:"join_ceiling_rps"`
+
+	ProjectorEventsPerS    float64 `json:"projector_events_per_s"`
+	CopyCeilingRowsPerS    float64 `json:"copy_ceiling_rows_per_s"`
+	SeedPatternEventsPerS  float64 `json:"seed_pattern_events_per_s"`
+	SeedPatternStatementsS float64 `json:"seed_pattern_statements_per_s"`
+	ProjectedEvents        int     `json:"projected_events"`
+	LagP99Ms               float64 `json:"lag_p99_ms"`
+	LagP50Ms               float64 `json:"lag_p50_ms"`
+	LagRateRPS             float64 `json:"lag_rate_rps"`
+
+	RedisBytesPerViewer               float64 `json:"redis_bytes_per_viewer"`
+	RedisViewers                      int     `json:"redis_viewers"`
+	RedisLiveBytes                    int64   `json:"redis_live_bytes"`
+	RedisUsedDeltaLessStreamPerViewer float64 `json:"redis_used_memory_delta_less_stream_per_viewer"`
+	RedisStreamBytesPerEvent          float64 `json:"redis_stream_bytes_per_join_event"`
+
+	SteadyRefMinutes   float64 `json:"steady_ref_minutes"`
+	SteadyMinutes      float64 `json:"steady_minutes"`
+	SteadyRefBytes     int64   `json:"steady_ref_bytes"`
+	SteadyEndBytes     int64   `json:"steady_end_bytes"`
+	SteadyMemoryRatio  float64 `json:"steady_memory_ratio"`
+	SteadyStreamRef    int64   `json:"steady_stream_len_ref"`
+	SteadyStreamEnd    int64   `json:"steady_stream_len_end"`
+	SteadyRequestsRate float64 `json:"steady_request_rps"`
+
+	HeartbeatCeiling Search   `json:"heartbeat_ceiling_search"`
+	Heartbeat        Search   `json:"heartbeat_search"`
+	JoinCeiling      Search   `json:"join_ceiling_search"`
+	Join             Search   `json:"join_search"`
+	Notes            []string `json:"notes,omitempty"`
+}
+
+func (r *Results) compute() {
+	r.HeartbeatRPS, r.HeartbeatP99Ms = r.Heartbeat.Best.Achieved, r.Heartbeat.Best.P99Ms
+	r.JoinRPS, r.JoinP99Ms = r.Join.Best.Achieved, r.Join.Best.P99Ms
+	r.HeartbeatCeilingRPS, r.JoinCeilingRPS = r.HeartbeatCeiling.Best.Achieved, r.JoinCeiling.Best.Achieved
+	if r.SteadyRefBytes > 0 {
+		r.SteadyMemoryRatio = round2(float64(r.SteadyEndBytes) / float64(r.SteadyRefBytes))
+	}
+}
+
+// Table prints each figure with its baseline, the ratio and whether its
+// target is met.
+func (r *Results) Table(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "figure\tvalue\tcompared with\tratio\ttarget\tmet")
+	ratio := func(name string, v, base, target float64, unit, baseName string) {
+		q := 0.0
+		if base > 0 {
+			q = v / base
+		}
+		fmt.Fprintf(tw, "%s\t%.0f %s\t%s %.0f\t%.2fx\t>= %.2fx\t%s\n", name, v, unit, baseName, base, q, target, yesNo(v > 0 && q >= target))
+	}
+	ratio("heartbeats/s, p99 <= 50 ms", r.HeartbeatRPS, r.HeartbeatCeilingRPS, 0.5, "/s", "bare 204 handler")
+	ratio("joins/s, p99 <= 50 ms", r.JoinRPS, r.JoinCeilingRPS, 0.35, "/s", "bare 204 handler")
+	ratio("projector events/s", r.ProjectorEventsPerS, r.CopyCeilingRowsPerS, 0.5, "/s", "raw COPY rows/s")
+	ratio("projector events/s", r.ProjectorEventsPerS, r.SeedPatternEventsPerS, 10, "/s", "seed pattern events/s")
+	fmt.Fprintf(tw, "event -> row lag p99\t%.0f ms\tat %.0f heartbeats/s\t-\t<= 1000 ms\t%s\n", r.LagP99Ms, r.LagRateRPS, yesNo(r.LagRateRPS > 0 && r.LagP99Ms <= 1000))
+	fmt.Fprintf(tw, "Redis bytes per present viewer\t%.0f B\tat %d viewers\t-\t<= 250 B\t%s\n", r.RedisBytesPerViewer, r.RedisViewers, yesNo(r.RedisViewers > 0 && r.RedisBytesPerViewer <= 250))
+	fmt.Fprintf(tw, "Redis memory, steady load, trimming on\t%.1f MB at %.1f min\t%.1f MB at %.1f min\t%.2fx\t<= 1.10x (bounded)\t%s\n",
+		float64(r.SteadyEndBytes)/1e6, r.SteadyMinutes, float64(r.SteadyRefBytes)/1e6, r.SteadyRefMinutes, r.SteadyMemoryRatio,
+		yesNo(r.SteadyRefBytes > 0 && r.SteadyMemoryRatio <= 1.10))
+	tw.Flush()
+	for _, n := range r.Notes {
+		fmt.Fprintln(w, "note:", n)
+	}
+}
+
+func yesNo(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "NO"
+}
+
+func round2(f float64) float64 { return math.Round(f*100) / 100 }
