@@ -160,11 +160,19 @@ end
 return {sid, count, rejoined}
 `)
 
-// heartbeatScript: ARGV[5] = session ID. Returns {1, live count} when the
-// session is present, {0, 0} when it is unknown or expired (an expired one is
-// closed with a timeout event at its last heartbeat).
+// heartbeatScript: ARGV[5] = session ID, ARGV[6] = record interval ms (0:
+// every heartbeat is appended). Returns {1, live count} when the session is
+// present, {0, 0} when it is unknown or expired (an expired one is closed with
+// a timeout event at its last heartbeat).
+//
+// Presence is refreshed by every heartbeat; the stream gets a heartbeat event
+// only when this heartbeat falls in a later record interval (wall-clock
+// buckets) than the previous sign of life. The closing event carries the
+// exact last heartbeat anyway, so the history loses nothing; the stream, the
+// projector and PostgreSQL see one heartbeat per interval instead of one per
+// 30 s. A heartbeat that appends nothing is never refused for back-pressure.
 var heartbeatScript = redis.NewScript(luaCommon + `
-local sid = ARGV[5]
+local sid, every = ARGV[5], tonumber(ARGV[6])
 local rec = redis.call('HGET', sessions, sid)
 if not rec then return {0, 0} end
 local joined, stage, user = parse(rec)
@@ -173,8 +181,10 @@ if not last or last <= now - timeout or redis.call('HGET', members_key(stage), u
   close(sid, rec, 'timeout', last or tonumber(joined))
   return {0, 0}
 end
-local err = check_bound(); if err then return err end
-xadd(event('heartbeat', sid, user, stage, nil, now))
+if every <= 0 or math.floor(now / every) ~= math.floor(last / every) then
+  local err = check_bound(); if err then return err end
+  xadd(event('heartbeat', sid, user, stage, nil, now))
+end
 redis.call('ZADD', present_key(stage), 'GT', now, user)
 redis.call('ZADD', stages, 'GT', now, stage)
 return {1, live_count(stage)}

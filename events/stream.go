@@ -33,6 +33,11 @@ type Stream struct {
 	// with ErrBackpressure while some consumer group has that many entries
 	// not yet acknowledged (the whole stream counts when no group reads it).
 	MaxLen int64
+	// RecordEvery, when above zero, thins heartbeats in the stream: presence
+	// is refreshed by every heartbeat, but a heartbeat event is appended only
+	// when a heartbeat falls in a later RecordEvery-long wall-clock bucket than
+	// the session's previous sign of life (heartbeatScript).
+	RecordEvery time.Duration
 	// Now is the clock; tests replace it.
 	Now   func() time.Time
 	batch *batcher
@@ -90,7 +95,7 @@ func (s *Stream) Join(ctx context.Context, r JoinRequest) (JoinResult, error) {
 // returning the stage's live count. Errors: ErrSessionNotFound,
 // ErrBackpressure, or Redis's own.
 func (s *Stream) Heartbeat(ctx context.Context, session string) (int64, error) {
-	res, err := s.run(ctx, heartbeatScript, s.Now(), s.MaxLen, session)
+	res, err := s.run(ctx, heartbeatScript, s.Now(), s.MaxLen, session, s.RecordEvery.Milliseconds())
 	if err != nil {
 		return 0, fmt.Errorf("heartbeat: %w", err)
 	}

@@ -331,3 +331,49 @@ func TestBackpressureCountsOnlyTheBacklog(t *testing.T) {
 		t.Fatalf("all acknowledged: %v", err)
 	}
 }
+
+func TestRecordEveryThinsHeartbeatsNotPresence(t *testing.T) {
+	s, rdb, c := newStream(t)
+	ctx := context.Background()
+	s.RecordEvery = 5 * time.Minute
+	c.Add(-c.Now().Sub(c.Now().Truncate(5 * time.Minute))) // stand on a bucket boundary
+	j, _ := s.Join(ctx, events.JoinRequest{Stage: stage, User: "u"})
+	for i := 0; i < 20; i++ { // 10 minutes of heartbeats every 30 s
+		c.Add(30 * time.Second)
+		if _, err := s.Heartbeat(ctx, j.Session); err != nil {
+			t.Fatalf("heartbeat %d: %v", i, err)
+		}
+	}
+	lastBeat := c.Now()
+	hb := 0
+	for _, e := range readAll(t, s) {
+		if e.Type == events.Heartbeat {
+			hb++
+		}
+	}
+	if hb != 2 { // the first heartbeat in 05:00-10:00 and in 10:00-15:00
+		t.Fatalf("%d heartbeat events for 20 heartbeats over two buckets", hb)
+	}
+	// Presence followed every heartbeat: silent for just under the timeout
+	// still counts, and the timeout closes at the true last heartbeat.
+	c.Add(119 * time.Second)
+	if n, _ := s.Count(ctx, stage); n != 1 {
+		t.Fatalf("count = %d", n)
+	}
+	c.Add(2 * time.Second)
+	if n, _ := s.Sweep(ctx, stage, 10, time.Time{}); n != 1 {
+		t.Fatalf("swept %d", n)
+	}
+	es := readAll(t, s)
+	if last := es[len(es)-1]; last.Type != events.Timeout || !last.LastSeen.Equal(lastBeat) {
+		t.Fatalf("closing event = %+v, last heartbeat %v", last, lastBeat)
+	}
+	// A heartbeat that appends nothing is not refused for back-pressure.
+	j2, _ := s.Join(ctx, events.JoinRequest{Stage: stage, User: "v"})
+	s.MaxLen = 1
+	c.Add(10 * time.Second)
+	if _, err := s.Heartbeat(ctx, j2.Session); err != nil {
+		t.Fatalf("unrecorded heartbeat under back-pressure: %v", err)
+	}
+	_ = rdb
+}

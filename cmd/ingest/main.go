@@ -43,6 +43,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	common := config.ReadCommon(env, stdout)
 	addr := env.String("HTTP_ADDR", ":8080")
 	maxLen := env.Int("STREAM_MAX_LEN", 2_000_000, 0, 1<<40)
+	recordEvery := env.DurationOrOff("HEARTBEAT_RECORD_INTERVAL", 5*time.Minute)
 	proxies := parsePrefixes(env, "TRUSTED_PROXIES")
 	apiKeys := splitList(env.String("API_KEYS", ""))
 	readAPI := env.Bool("READ_API", true)
@@ -65,6 +66,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	config.CheckRedis(ctx, rdb, log)
 	stream := events.NewStream(rdb, common.RedisPrefix, common.HeartbeatTimeout)
 	stream.MaxLen = maxLen
+	stream.RecordEvery = recordEvery
 
 	reg := ops.NewRegistry()
 	cfg := api.Config{

@@ -53,6 +53,21 @@ func (e *Env) Duration(name string, def time.Duration) time.Duration {
 	return d
 }
 
+// DurationOrOff is Duration that also takes "0" or "off" for zero (the
+// feature it tunes is off).
+func (e *Env) DurationOrOff(name string, def time.Duration) time.Duration {
+	raw := e.String(name, def.String())
+	if raw == "0" || raw == "off" {
+		return 0
+	}
+	d, err := time.ParseDuration(raw)
+	if err != nil || d < 0 {
+		e.Fail(name, "a Go duration such as 5m, or off", raw)
+		return def
+	}
+	return d
+}
+
 // Int parses an integer within [min, max].
 func (e *Env) Int(name string, def, min, max int64) int64 {
 	raw := e.String(name, strconv.FormatInt(def, 10))
