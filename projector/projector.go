@@ -29,7 +29,7 @@ import (
 // Defaults of Config's zero values.
 const (
 	DefaultGroup        = "projector"
-	DefaultBatchSize    = 5000
+	DefaultBatchSize    = 50_000 // measured: bench projector phase, see README "Performance"
 	DefaultBlock        = time.Second
 	DefaultClaimMinIdle = 30 * time.Second
 	DefaultMaxAttempts  = 3

@@ -52,7 +52,7 @@ func readSettings(getenv func(string) string, stdout io.Writer) (settings, *conf
 	host, _ := os.Hostname()
 	s.Projector = projector.Config{
 		Consumer:     e.String("CONSUMER_NAME", host+"-"+strconv.Itoa(os.Getpid())),
-		BatchSize:    int(e.Int("BATCH_SIZE", projector.DefaultBatchSize, 1, 50_000)),
+		BatchSize:    int(e.Int("BATCH_SIZE", projector.DefaultBatchSize, 1, 200_000)),
 		BatchWait:    e.Duration("BATCH_WAIT", 50*time.Millisecond),
 		ClaimMinIdle: e.Duration("CLAIM_MIN_IDLE", projector.DefaultClaimMinIdle),
 	}
