@@ -160,7 +160,7 @@ func TestDrillWorkersKilledAtRandom(t *testing.T) {
 	keys := events.NewKeys(prefix)
 	// Every viewer who vanished is swept within the timeout.
 	testutil.Eventually(t, 30*time.Second, func() (bool, string) {
-		n, err := rdb.HLen(context.Background(), keys.Sessions()).Result()
+		n, err := events.NewStream(rdb, prefix, time.Minute).OpenSessions(context.Background())
 		return err == nil && n == 0, fmt.Sprintf("%d sessions still open (%v)", n, err)
 	})
 	waitProjected(t, rdb, keys.Stream())

@@ -29,8 +29,30 @@ func (k Keys) Stream() string { return k.base + "events" }
 // DeadLetter holds entries that could not be projected, with the reason.
 func (k Keys) DeadLetter() string { return k.base + "dead" }
 
-// Sessions is a hash: session ID -> "joined_ms|stage_id|user".
-func (k Keys) Sessions() string { return k.base + "sessions" }
+// SessionBuckets is how many hashes hold the session records. Up to about
+// 128 records each (Redis's default hash-max-listpack-entries), that is up to
+// ~130,000 open sessions, each hash stays a compact listpack: about half the
+// memory of one large hash.
+const SessionBuckets = 32 * 32
+
+// Sessions is the hash holding session sid's record, "stage_id|user" (the
+// join time is the session ID's ULID time). The bucket is the ID's last two
+// characters, which are random.
+func (k Keys) Sessions(sid string) string {
+	return k.base + "sessions:" + sid[max(0, len(sid)-2):]
+}
+
+// AllSessions lists every session bucket.
+func (k Keys) AllSessions() []string {
+	const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+	out := make([]string, 0, SessionBuckets)
+	for _, a := range crockford {
+		for _, b := range crockford {
+			out = append(out, k.base+"sessions:"+string(a)+string(b))
+		}
+	}
+	return out
+}
 
 // Stages is a sorted set of stage ARNs scored by their last join or heartbeat
 // (Unix ms); leaves and timeouts do not refresh it.

@@ -2,13 +2,13 @@ package events
 
 import "github.com/redis/go-redis/v9"
 
-// Every script takes KEYS = {stream, sessions, stages} and
+// Every script takes KEYS = {stream, stages} and
 // ARGV[1..4] = {key base, now ms, heartbeat timeout ms, stream bound (0 = none)};
 // the per-stage keys are built from the base inside the script, and share the
 // base's hash tag. Each script is one atomic step: the event is appended and
 // the live state changed together, or neither.
 const luaCommon = `
-local stream, sessions, stages = KEYS[1], KEYS[2], KEYS[3]
+local stream, stages = KEYS[1], KEYS[2]
 local base = ARGV[1]
 local now = tonumber(ARGV[2])
 local timeout = tonumber(ARGV[3])
@@ -16,6 +16,9 @@ local bound = tonumber(ARGV[4])
 
 local function present_key(stage) return base .. 'present:' .. stage end
 local function members_key(stage) return base .. 'members:' .. stage end
+-- session records live in 1,024 small hashes picked by the session ID's last
+-- two characters (random), so each stays compactly encoded (Keys.Sessions).
+local function sessions_key(sid) return base .. 'sessions:' .. string.sub(sid, -2) end
 
 -- Stage ARNs are interned: a session record names its stage by a small
 -- number, which keeps the live state per viewer small (README, "Memory").
@@ -29,11 +32,22 @@ local function stage_id(stage)
   return id
 end
 
--- a session record is "joined_ms|stage_id|user"; the user ID is last because
--- it is the only part that may contain '|'. Returns joined, stage, user.
-local function parse(rec)
-  local j, id, u = string.match(rec, '^(%d+)|(%d+)|(.*)$')
-  return j, redis.call('HGET', base .. 'stagenames', id), u
+-- The join time of a session is the time part of its ULID (ingest mints the
+-- ID with the join's own time), so the record need not hold it.
+local crockford = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
+local function ulid_ms(sid)
+  local n = 0
+  for i = 1, 10 do
+    n = n * 32 + string.find(crockford, string.sub(sid, i, i), 1, true) - 1
+  end
+  return string.format('%d', n)
+end
+
+-- a session record is "stage_id|user"; the user ID is last because it is the
+-- only part that may contain '|'. Returns joined (Unix ms), stage, user.
+local function parse(sid, rec)
+  local id, u = string.match(rec, '^(%d+)|(.*)$')
+  return ulid_ms(sid), redis.call('HGET', base .. 'stagenames', id), u
 end
 
 -- The bound is on the backlog: entries some consumer group has not yet
@@ -86,12 +100,12 @@ end
 -- state. typ is 'leave' or 'timeout'; last_seen is when the viewer was last
 -- known present (the left_at of the row).
 local function close(sid, rec, typ, last_seen)
-  local joined, stage, user = parse(rec)
+  local joined, stage, user = parse(sid, rec)
   local f = event(typ, sid, user, stage, nil, now)
   f[#f+1] = 'joined'; f[#f+1] = joined
   f[#f+1] = 'last_seen'; f[#f+1] = tostring(last_seen)
   xadd(f)
-  redis.call('HDEL', sessions, sid)
+  redis.call('HDEL', sessions_key(sid), sid)
   local mk = members_key(stage)
   if redis.call('HGET', mk, user) == sid then
     redis.call('HDEL', mk, user)
@@ -120,7 +134,7 @@ local pk, mk = present_key(stage), members_key(stage)
 
 local rejoined = 0
 local old = redis.call('HGET', mk, user)
-local old_rec = old and redis.call('HGET', sessions, old)
+local old_rec = old and redis.call('HGET', sessions_key(old), old)
 local last = old_rec and seen(stage, user)
 if last and last > now - timeout then
   sid = old
@@ -134,14 +148,14 @@ else
   if old_rec then
     -- present once, silent past the timeout, not yet swept: close that
     -- session at its last sign of life before opening a new one.
-    local joined = parse(old_rec)
+    local joined = parse(old, old_rec)
     close(old, old_rec, 'timeout', last or tonumber(joined))
   end
 end
 
 local f = event('join', sid, user, stage, (rejoined == 0) and participant or nil, now)
 if rejoined == 0 then
-  redis.call('HSET', sessions, sid, now .. '|' .. stage_id(stage) .. '|' .. user)
+  redis.call('HSET', sessions_key(sid), sid, stage_id(stage) .. '|' .. user)
   redis.call('HSET', mk, user, sid)
   if ua ~= '' then f[#f+1] = 'ua'; f[#f+1] = ua end
   if ip ~= '' then f[#f+1] = 'ip'; f[#f+1] = ip end
@@ -173,11 +187,13 @@ return {sid, count, rejoined}
 // 30 s. A heartbeat that appends nothing is never refused for back-pressure.
 var heartbeatScript = redis.NewScript(luaCommon + `
 local sid, every = ARGV[5], tonumber(ARGV[6])
-local rec = redis.call('HGET', sessions, sid)
+local rec = redis.call('HGET', sessions_key(sid), sid)
 if not rec then return {0, 0} end
-local joined, stage, user = parse(rec)
+local joined, stage, user = parse(sid, rec)
 local last = seen(stage, user)
-if not last or last <= now - timeout or redis.call('HGET', members_key(stage), user) ~= sid then
+-- (a record exists only for the user's current session: a join closes the
+-- old one before it writes a new one)
+if not last or last <= now - timeout then
   close(sid, rec, 'timeout', last or tonumber(joined))
   return {0, 0}
 end
@@ -195,9 +211,9 @@ return {1, live_count(stage)}
 // already silent past the timeout is closed as a timeout at its last heartbeat.
 var leaveScript = redis.NewScript(luaCommon + `
 local sid = ARGV[5]
-local rec = redis.call('HGET', sessions, sid)
+local rec = redis.call('HGET', sessions_key(sid), sid)
 if not rec then return {0, 0} end
-local joined, stage, user = parse(rec)
+local joined, stage, user = parse(sid, rec)
 local last = seen(stage, user)
 if not last or last <= now - timeout then
   close(sid, rec, 'timeout', last or tonumber(joined))
@@ -219,7 +235,7 @@ local closed = 0
 for i = 1, #silent, 2 do
   local user, last = silent[i], tonumber(silent[i+1])
   local sid = redis.call('HGET', mk, user)
-  local rec = sid and redis.call('HGET', sessions, sid)
+  local rec = sid and redis.call('HGET', sessions_key(sid), sid)
   if rec then
     close(sid, rec, 'timeout', last)
     closed = closed + 1

@@ -83,6 +83,8 @@ const peakTTL = 26 * time.Hour
 func (s *Stream) Join(ctx context.Context, r JoinRequest) (JoinResult, error) {
 	now := s.Now()
 	res, err := s.run(ctx, joinScript, now, s.MaxLen,
+		// The ULID's time is the join's: the Lua steps read the join time
+		// back from the session ID instead of storing it.
 		ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
 		r.User, r.Stage, r.Participant, r.UA, r.IP, r.Country, int64(peakTTL/time.Second))
 	if err != nil {
@@ -131,7 +133,7 @@ func (s *Stream) Sweep(ctx context.Context, stage string, limit int, idleBefore 
 }
 
 func (s *Stream) scriptKeys() []string {
-	return []string{s.keys.Stream(), s.keys.Sessions(), s.keys.Stages()}
+	return []string{s.keys.Stream(), s.keys.Stages()}
 }
 
 func (s *Stream) run(ctx context.Context, script *redis.Script, now time.Time, bound int64, args ...any) ([]any, error) {
@@ -163,6 +165,26 @@ func (s *Stream) SetCapacity(ctx context.Context, stage string, max int) error {
 		return fmt.Errorf("set capacity %s: %w", stage, err)
 	}
 	return nil
+}
+
+// OpenSessions counts the sessions open now (present or silent but not yet
+// swept), in one pipelined round trip over the session buckets.
+func (s *Stream) OpenSessions(ctx context.Context) (int64, error) {
+	buckets := s.keys.AllSessions()
+	cmds := make([]*redis.IntCmd, len(buckets))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, b := range buckets {
+			cmds[i] = p.HLen(ctx, b)
+		}
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("open sessions: %w", err)
+	}
+	var n int64
+	for _, c := range cmds {
+		n += c.Val()
+	}
+	return n, nil
 }
 
 // Viewer is one present user of a stage.

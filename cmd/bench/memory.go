@@ -60,7 +60,7 @@ func memoryPhase(ctx context.Context, e *env, r *Results) error {
 		return err
 	}
 	k := s.Keys()
-	keys := []string{k.Sessions(), k.Stages(), k.StageIDs(), k.StageNames(), k.Base() + "stageseq"}
+	keys := append(k.AllSessions(), k.Stages(), k.StageIDs(), k.StageNames(), k.Base()+"stageseq")
 	for _, st := range stages {
 		keys = append(keys, k.Present(st), k.Members(st))
 		for m := t0.Truncate(time.Minute); !m.After(time.Now()); m = m.Add(time.Minute) {

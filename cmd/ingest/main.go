@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -44,6 +45,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	addr := env.String("HTTP_ADDR", ":8080")
 	maxLen := env.Int("STREAM_MAX_LEN", 2_000_000, 0, 1<<40)
 	recordEvery := env.DurationOrOff("HEARTBEAT_RECORD_INTERVAL", 5*time.Minute)
+	pprofAddr := env.String("PPROF_ADDR", "")
 	proxies := parsePrefixes(env, "TRUSTED_PROXIES")
 	apiKeys := splitList(env.String("API_KEYS", ""))
 	readAPI := env.Bool("READ_API", true)
@@ -133,6 +135,15 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if pprofAddr != "" {
+		// Profiles on their own listener, never on the public port.
+		go func() {
+			mux := http.NewServeMux()
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			log.Warn("pprof served", "addr", pprofAddr, "err", http.ListenAndServe(pprofAddr, mux))
+		}()
+	}
 	log.Info("ingest listening", "addr", ln.Addr().String())
 
 	select {
