@@ -180,8 +180,9 @@ return {sid, count, rejoined}
 // a timeout event at its last heartbeat).
 //
 // Presence is refreshed by every heartbeat; the stream gets a heartbeat event
-// only when this heartbeat falls in a later record interval (wall-clock
-// buckets) than the previous sign of life. The closing event carries the
+// only when this heartbeat falls in a later record interval of the session
+// (counted from its join, so sessions do not all record in the same moment)
+// than the previous sign of life. The closing event carries the
 // exact last heartbeat anyway, so the history loses nothing; the stream, the
 // projector and PostgreSQL see one heartbeat per interval instead of one per
 // 30 s. A heartbeat that appends nothing is never refused for back-pressure.
@@ -197,7 +198,8 @@ if not last or last <= now - timeout then
   close(sid, rec, 'timeout', last or tonumber(joined))
   return {0, 0}
 end
-if every <= 0 or math.floor(now / every) ~= math.floor(last / every) then
+local j = tonumber(joined)
+if every <= 0 or math.floor((now - j) / every) ~= math.floor((last - j) / every) then
   local err = check_bound(); if err then return err end
   xadd(event('heartbeat', sid, user, stage, nil, now))
 end

@@ -35,8 +35,8 @@ type Stream struct {
 	MaxLen int64
 	// RecordEvery, when above zero, thins heartbeats in the stream: presence
 	// is refreshed by every heartbeat, but a heartbeat event is appended only
-	// when a heartbeat falls in a later RecordEvery-long wall-clock bucket than
-	// the session's previous sign of life (heartbeatScript).
+	// when a heartbeat falls in a later RecordEvery-long period of the session
+	// (counted from its join) than its previous sign of life (heartbeatScript).
 	RecordEvery time.Duration
 	// Now is the clock; tests replace it.
 	Now   func() time.Time

@@ -148,10 +148,14 @@ WHERE v.joined_at IS DISTINCT FROM LEAST(v.joined_at, EXCLUDED.joined_at)
    OR (v.country_code IS NULL AND EXCLUDED.country_code IS NOT NULL)`
 
 // mergeUsers records each user once, created at the first event seen of
-// them, in user_id order.
+// them, in user_id order. Only rows that know the join time take part: a
+// session's join and its closing event both carry it and come before (or
+// are) its other events, so heartbeat-only rows could never lower
+// created_at, and skipping them spares an index probe per heartbeat.
 const mergeUsers = `
 INSERT INTO users AS u (user_id, created_at)
 SELECT user_id, min(first_seen_at) FROM ` + stagingTable + `
+WHERE joined_at IS NOT NULL
 GROUP BY user_id
 ORDER BY user_id
 ON CONFLICT (user_id) DO UPDATE SET created_at = EXCLUDED.created_at
