@@ -136,8 +136,8 @@ func copyCeiling(ctx context.Context, pg *pgxpool.Pool, n int, start time.Time) 
 		}
 		ev := mix(i, n, start)
 		i++
-		return []any{ev.Session, ev.User, ev.Stage, nullable(ev.Participant), nullTime(ev.Joined), ev.At, nullTime(ev.LastSeen),
-			nullable(string(ev.Type)), nullable(ev.UA), nullable(ev.IP), nullable(ev.Country)}, nil
+		return []any{ev.Session, ev.User, ev.Stage, orNil(ev.Participant), orNil(ev.Joined), ev.At, orNil(ev.LastSeen),
+			orNil(string(ev.Type)), orNil(ev.UA), orNil(ev.IP), orNil(ev.Country)}, nil
 	})
 	t0 := time.Now()
 	got, err := pg.CopyFrom(ctx, pgx.Identifier{"copy_ceiling"}, cols, src)
@@ -245,18 +245,13 @@ CREATE INDEX ON seed_sessions (joined_at);
 CREATE INDEX ON seed_sessions (left_at);
 CREATE INDEX ON seed_sessions (user_id, stage_arn);`
 
-func nullable(s string) any {
-	if s == "" {
+// orNil is NULL for a zero value (COPY's NULL), else the value.
+func orNil[T comparable](v T) any {
+	var zero T
+	if v == zero {
 		return nil
 	}
-	return s
-}
-
-func nullTime(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t
+	return v
 }
 
 // lagPhase runs heartbeats at half the sustained heartbeat rate against
