@@ -84,6 +84,21 @@ func (b *batcher) loop() {
 }
 
 func (b *batcher) flush(batch []*call) {
+	// A call whose caller already gave up (and answered 503: "nothing was
+	// recorded") must not run later, when Redis is back.
+	live := batch[:0]
+	for _, c := range batch {
+		if err := c.ctx.Err(); err != nil {
+			c.err = err
+			close(c.done)
+			continue
+		}
+		live = append(live, c)
+	}
+	batch = live
+	if len(batch) == 0 {
+		return
+	}
 	// The pipeline ends with the latest caller deadline, so no caller is cut
 	// short by another's.
 	var deadline time.Time

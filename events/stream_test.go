@@ -376,3 +376,53 @@ func TestRecordEveryThinsHeartbeatsNotPresence(t *testing.T) {
 	}
 	_ = rdb
 }
+
+// A call whose caller gave up while Redis was stuck is not run afterwards:
+// its 503 said nothing was recorded.
+func TestAbandonedCallsDoNotRunLater(t *testing.T) {
+	srv := testutil.StartRedisServer(t, "--enable-debug-command", "yes")
+	opt, _ := redis.ParseURL(srv.URL)
+	opt.ContextTimeoutEnabled = true // as config.Common.Redis sets it
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { rdb.Close() })
+	s := events.NewStream(rdb, "stuck", 120*time.Second)
+	ctx := context.Background()
+	if _, err := s.Join(ctx, events.JoinRequest{Stage: stage, User: "warm"}); err != nil {
+		t.Fatal(err)
+	}
+	blocker := redis.NewClient(opt)
+	t.Cleanup(func() { blocker.Close() })
+	slept := make(chan error, 1)
+	go func() { slept <- blocker.Do(ctx, "DEBUG", "SLEEP", "1.5").Err() }()
+	testutil.Eventually(t, 5*time.Second, func() (bool, string) { // Redis is asleep
+		short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		err := rdb.Ping(short).Err()
+		return err != nil, "Redis still answers"
+	})
+	var wg sync.WaitGroup
+	for i := 0; i < 200; i++ { // more than the flush loops can hold in flight
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			defer cancel()
+			if _, err := s.Join(short, events.JoinRequest{Stage: stage, User: fmt.Sprint("late-", i)}); err == nil {
+				t.Errorf("join %d succeeded while Redis slept", i)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := <-slept; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Join(ctx, events.JoinRequest{Stage: stage, User: "after"}); err != nil {
+		t.Fatal(err)
+	}
+	// Only the calls already in a pipeline when Redis fell asleep (at most
+	// one per flush loop) may have run; the queued ones must not.
+	n, _ := rdb.XLen(ctx, s.Keys().Stream()).Result()
+	if n > 2+8 {
+		t.Fatalf("%d events after the sleep: abandoned joins ran later", n-2)
+	}
+}
