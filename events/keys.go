@@ -75,7 +75,12 @@ func (k Keys) Present(stage string) string { return k.base + "present:" + stage 
 // Members is a stage's hash: user ID -> the user's open session ID.
 func (k Keys) Members(stage string) string { return k.base + "members:" + stage }
 
-// Peak is the highest live count a stage reached in the minute holding t.
+// Peak is the hash of a stage's highest live counts in the hour holding t,
+// one field per minute (PeakField): one key per stage-hour rather than per
+// stage-minute.
 func (k Keys) Peak(stage string, t time.Time) string {
-	return k.base + "peak:" + stage + ":" + strconv.FormatInt(t.UnixMilli()/60000, 10)
+	return k.base + "peak:" + stage + ":" + strconv.FormatInt(t.UnixMilli()/3_600_000, 10)
 }
+
+// PeakField is the field of Peak(stage, t) for the minute holding t.
+func PeakField(t time.Time) string { return strconv.FormatInt(t.UnixMilli()/60_000, 10) }

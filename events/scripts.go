@@ -166,10 +166,13 @@ redis.call('ZADD', pk, 'GT', now, user)
 redis.call('ZADD', stages, 'GT', now, stage)
 
 local count = live_count(stage)
-local peak = base .. 'peak:' .. stage .. ':' .. math.floor(now / 60000)
-local prev = tonumber(redis.call('GET', peak) or '0')
+-- one small hash per stage and hour, minute -> highest count (Keys.Peak)
+local peak = base .. 'peak:' .. stage .. ':' .. math.floor(now / 3600000)
+local minute = tostring(math.floor(now / 60000))
+local prev = tonumber(redis.call('HGET', peak, minute) or '0')
 if count > prev then
-  redis.call('SET', peak, count, 'EX', peak_ttl)
+  redis.call('HSET', peak, minute, count)
+  redis.call('EXPIRE', peak, peak_ttl)
 end
 return {sid, count, rejoined}
 `)

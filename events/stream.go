@@ -256,24 +256,37 @@ func (s *Stream) Stages(ctx context.Context, since time.Time) ([]StageCount, err
 }
 
 // Peak returns the highest live count stage reached in the minutes from
-// `from` up to, not including, `to` (0 when no join was seen there).
+// `from` up to, not including, `to` (0 when no join was seen there), in one
+// round trip.
 func (s *Stream) Peak(ctx context.Context, stage string, from, to time.Time) (int64, error) {
-	var keys []string
+	fields := map[string][]string{} // hour key -> minute fields
+	var order []string
 	for t := from.Truncate(time.Minute); t.Before(to); t = t.Add(time.Minute) {
-		keys = append(keys, s.keys.Peak(stage, t))
+		key := s.keys.Peak(stage, t)
+		if _, ok := fields[key]; !ok {
+			order = append(order, key)
+		}
+		fields[key] = append(fields[key], PeakField(t))
 	}
-	if len(keys) == 0 {
+	if len(order) == 0 {
 		return 0, nil
 	}
-	vals, err := s.rdb.MGet(ctx, keys...).Result()
-	if err != nil {
+	cmds := make([]*redis.SliceCmd, len(order))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, key := range order {
+			cmds[i] = p.HMGet(ctx, key, fields[key]...)
+		}
+		return nil
+	}); err != nil {
 		return 0, fmt.Errorf("peak %s: %w", stage, err)
 	}
 	var peak int64
-	for _, v := range vals {
-		if str, ok := v.(string); ok {
-			if n, err := strconv.ParseInt(str, 10, 64); err == nil && n > peak {
-				peak = n
+	for _, c := range cmds {
+		for _, v := range c.Val() {
+			if str, ok := v.(string); ok {
+				if n, err := strconv.ParseInt(str, 10, 64); err == nil && n > peak {
+					peak = n
+				}
 			}
 		}
 	}

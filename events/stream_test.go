@@ -426,3 +426,32 @@ func TestAbandonedCallsDoNotRunLater(t *testing.T) {
 		t.Fatalf("%d events after the sleep: abandoned joins ran later", n-2)
 	}
 }
+
+// Peaks are kept per minute in one hash per stage and hour; a window across
+// an hour boundary sees both hours, and only its own minutes.
+func TestPeakAcrossAnHour(t *testing.T) {
+	s, _, c := newStream(t)
+	ctx := context.Background()
+	hour := c.Now().Truncate(time.Hour).Add(time.Hour)
+	c.Add(hour.Add(-90 * time.Second).Sub(c.Now())) // hh:58:30
+	for _, u := range []string{"a", "b", "c"} {
+		s.Join(ctx, events.JoinRequest{Stage: stage, User: u})
+	}
+	c.Add(100 * time.Second) // (hh+1):00:10, the three are still present
+	j, _ := s.Join(ctx, events.JoinRequest{Stage: stage, User: "d"})
+	_, _ = s.Leave(ctx, j.Session)
+	cases := []struct {
+		from, to time.Time
+		want     int64
+	}{
+		{hour.Add(-5 * time.Minute), hour.Add(5 * time.Minute), 4},
+		{hour.Add(-5 * time.Minute), hour, 3},
+		{hour, hour.Add(5 * time.Minute), 4},
+		{hour.Add(time.Minute), hour.Add(5 * time.Minute), 0},
+	}
+	for _, tc := range cases {
+		if got, err := s.Peak(ctx, stage, tc.from, tc.to); err != nil || got != tc.want {
+			t.Errorf("peak [%s, %s) = %d, %v; want %d", tc.from.Format("15:04"), tc.to.Format("15:04"), got, err, tc.want)
+		}
+	}
+}

@@ -63,8 +63,8 @@ func memoryPhase(ctx context.Context, e *env, r *Results) error {
 	keys := append(k.AllSessions(), k.Stages(), k.StageIDs(), k.StageNames(), k.Base()+"stageseq")
 	for _, st := range stages {
 		keys = append(keys, k.Present(st), k.Members(st))
-		for m := t0.Truncate(time.Minute); !m.After(time.Now()); m = m.Add(time.Minute) {
-			keys = append(keys, k.Peak(st, m))
+		for h := t0.Truncate(time.Hour); !h.After(time.Now()); h = h.Add(time.Hour) {
+			keys = append(keys, k.Peak(st, h))
 		}
 	}
 	live, err := memoryUsage(ctx, e, keys)
