@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -54,56 +55,23 @@ func mix(i, n int, start time.Time) events.Event {
 func projectorPhase(ctx context.Context, e *env, r *Results) error {
 	n := e.o.events
 	start := time.Now().Add(-24 * time.Hour).Truncate(time.Second)
-	prefix := "vpbench-" + randomID()
-	e.prefixes = append(e.prefixes, prefix)
-	keys := events.NewKeys(prefix)
-
-	t0 := time.Now()
-	for lo := 0; lo < n; lo += 5000 {
-		if _, err := e.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i := lo; i < min(lo+5000, n); i++ {
-				p.XAdd(ctx, &redis.XAddArgs{Stream: keys.Stream(), Values: mix(i, n, start).Values()})
-			}
-			return nil
-		}); err != nil {
-			return fmt.Errorf("xadd: %w", err)
-		}
-	}
-	fmt.Fprintf(e.out, "  %d events appended in %s\n", n, time.Since(t0).Round(time.Millisecond))
-
 	db, err := store.Open(ctx, e.dsn, store.Options{Migrate: true})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	p := projector.New(e.rdb, keys, db, projector.Config{Consumer: "bench"})
-	if err := p.Init(ctx); err != nil {
+	if r.ProjectorEventsPerS, err = drain(ctx, e, db, n, start, 1); err != nil {
 		return err
 	}
-	t0 = time.Now()
-	total := 0
-	for total < n {
-		k, err := p.Step(ctx)
-		if err != nil {
-			return fmt.Errorf("projector step: %w", err)
-		}
-		if k == 0 {
-			return fmt.Errorf("projector stopped after %d of %d events", total, n)
-		}
-		total += k
-	}
-	took := time.Since(t0)
-	r.ProjectedEvents = total
-	r.ProjectorEventsPerS = float64(total) / took.Seconds()
-	fmt.Fprintf(e.out, "  projector: %d events in %s: %.0f events/s\n", total, took.Round(time.Millisecond), r.ProjectorEventsPerS)
-	var rows int
-	if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM viewer_sessions").Scan(&rows); err != nil {
+	r.ProjectedEvents = n
+	// The same drain into emptied tables by two consumers of the group, as
+	// an operator scales the projector.
+	if _, err := db.Pool.Exec(ctx, "TRUNCATE viewer_sessions, users"); err != nil {
 		return err
 	}
-	if want := (n + perSession - 1) / perSession; rows != want {
-		return fmt.Errorf("viewer_sessions holds %d rows, want %d", rows, want)
+	if r.Projector2EventsPerS, err = drain(ctx, e, db, n, start, 2); err != nil {
+		return err
 	}
-	e.dropPrefix(ctx, prefix)
 
 	if r.CopyCeilingRowsPerS, err = copyCeiling(ctx, db.Pool, n, start); err != nil {
 		return err
@@ -116,6 +84,64 @@ func projectorPhase(ctx context.Context, e *env, r *Results) error {
 	r.SeedPatternStatementsS = stmts
 	fmt.Fprintf(e.out, "  seed pattern: %.0f events/s (%.0f statements/s)\n", r.SeedPatternEventsPerS, stmts)
 	return nil
+}
+
+// drain appends n events of the mix to a fresh stream, times `consumers`
+// projectors of one group draining it into db concurrently, checks the row
+// count and returns events/s.
+func drain(ctx context.Context, e *env, db *store.DB, n int, start time.Time, consumers int) (float64, error) {
+	prefix := "vpbench-" + randomID()
+	e.prefixes = append(e.prefixes, prefix)
+	keys := events.NewKeys(prefix)
+	t0 := time.Now()
+	for lo := 0; lo < n; lo += 5000 {
+		if _, err := e.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := lo; i < min(lo+5000, n); i++ {
+				p.XAdd(ctx, &redis.XAddArgs{Stream: keys.Stream(), Values: mix(i, n, start).Values()})
+			}
+			return nil
+		}); err != nil {
+			return 0, fmt.Errorf("xadd: %w", err)
+		}
+	}
+	fmt.Fprintf(e.out, "  %d events appended in %s\n", n, time.Since(t0).Round(time.Millisecond))
+	ps := make([]*projector.Projector, consumers)
+	for i := range ps {
+		ps[i] = projector.New(e.rdb, keys, db, projector.Config{Consumer: fmt.Sprint("bench", i), Block: 10 * time.Millisecond})
+		if err := ps[i].Init(ctx); err != nil {
+			return 0, err
+		}
+	}
+	var total atomic.Int64
+	t0 = time.Now()
+	g := pool.New().WithContext(ctx).WithCancelOnError()
+	for _, p := range ps {
+		g.Go(func(gctx context.Context) error {
+			for total.Load() < int64(n) {
+				k, err := p.Step(gctx)
+				if err != nil {
+					return fmt.Errorf("projector step: %w", err)
+				}
+				total.Add(int64(k))
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	took := time.Since(t0)
+	rate := float64(total.Load()) / took.Seconds()
+	fmt.Fprintf(e.out, "  projector, %d consumer(s): %d events in %s: %.0f events/s\n", consumers, total.Load(), took.Round(time.Millisecond), rate)
+	var rows int
+	if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM viewer_sessions").Scan(&rows); err != nil {
+		return 0, err
+	}
+	if want := (n + perSession - 1) / perSession; rows != want {
+		return 0, fmt.Errorf("viewer_sessions holds %d rows, want %d", rows, want)
+	}
+	e.dropPrefix(ctx, prefix)
+	return rate, nil
 }
 
 // copyCeiling COPYs one row per event into an unindexed table shaped like

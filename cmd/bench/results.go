@@ -22,6 +22,7 @@ type Results struct {
 	JoinCeilingRPS      float64 `json:"join_ceiling_rps"`
 
 	ProjectorEventsPerS    float64 `json:"projector_events_per_s"`
+	Projector2EventsPerS   float64 `json:"projector_events_per_s_2_consumers"`
 	CopyCeilingRowsPerS    float64 `json:"copy_ceiling_rows_per_s"`
 	SeedPatternEventsPerS  float64 `json:"seed_pattern_events_per_s"`
 	SeedPatternStatementsS float64 `json:"seed_pattern_statements_per_s"`
@@ -77,6 +78,7 @@ func (r *Results) Table(w io.Writer) {
 	ratio("joins/s, p99 <= 50 ms", r.JoinRPS, r.JoinCeilingRPS, 0.35, "/s", "bare 204 handler")
 	ratio("projector events/s", r.ProjectorEventsPerS, r.CopyCeilingRowsPerS, 0.5, "/s", "raw COPY rows/s")
 	ratio("projector events/s", r.ProjectorEventsPerS, r.SeedPatternEventsPerS, 10, "/s", "seed pattern events/s")
+	ratio("projector events/s, 2 consumers", r.Projector2EventsPerS, r.CopyCeilingRowsPerS, 0.5, "/s", "raw COPY rows/s")
 	fmt.Fprintf(tw, "event -> row lag p99\t%.0f ms\tat %.0f heartbeats/s\t-\t<= 1000 ms\t%s\n", r.LagP99Ms, r.LagRateRPS, yesNo(r.LagRateRPS > 0 && r.LagP99Ms <= 1000))
 	fmt.Fprintf(tw, "Redis bytes per present viewer\t%.0f B\tat %d viewers\t-\t<= 250 B\t%s\n", r.RedisBytesPerViewer, r.RedisViewers, yesNo(r.RedisViewers > 0 && r.RedisBytesPerViewer <= 250))
 	fmt.Fprintf(tw, "Redis memory, steady load, trimming on\t%.1f MB at %.1f min\t%.1f MB at %.1f min\t%.2fx\t<= 1.10x (bounded)\t%s\n",
