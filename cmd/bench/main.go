@@ -62,7 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.IntVar(&o.events, "events", 1_000_000, "events the projector drains (and COPY and the seed pattern write)")
 	fs.DurationVar(&o.steady, "steady", 3*time.Minute, "steady viewer load with trimming on, for the bounded-memory figure")
 	fs.DurationVar(&o.steadyRef, "steady-ref", 2*time.Minute, "memory at this point of the steady load is the reference")
-	skip := fs.String("skip", "", "comma-separated phases to leave out: http, memory, projector, lag, steady")
+	skip := fs.String("skip", "", "comma-separated phases to leave out: http, memory, projector, lag, steady, durability")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -91,6 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		{"projector", projectorPhase},
 		{"lag", lagPhase},
 		{"steady", steadyPhase},
+		{"durability", durabilityPhase},
 	}
 	for _, p := range phases {
 		if o.skip[p.name] {

@@ -46,11 +46,14 @@ type Results struct {
 	SteadyStreamEnd    int64   `json:"steady_stream_len_end"`
 	SteadyRequestsRate float64 `json:"steady_request_rps"`
 
-	HeartbeatCeiling Search   `json:"heartbeat_ceiling_search"`
-	Heartbeat        Search   `json:"heartbeat_search"`
-	JoinCeiling      Search   `json:"join_ceiling_search"`
-	Join             Search   `json:"join_search"`
-	Notes            []string `json:"notes,omitempty"`
+	HeartbeatCeiling Search `json:"heartbeat_ceiling_search"`
+	Heartbeat        Search `json:"heartbeat_search"`
+	JoinCeiling      Search `json:"join_ceiling_search"`
+	Join             Search `json:"join_search"`
+	// Joins against a Redis with the append-only file on, per fsync policy.
+	JoinEverysec Search   `json:"join_aof_everysec_search"`
+	JoinAlways   Search   `json:"join_aof_always_search"`
+	Notes        []string `json:"notes,omitempty"`
 }
 
 func (r *Results) compute() {
@@ -79,6 +82,10 @@ func (r *Results) Table(w io.Writer) {
 	ratio("projector events/s", r.ProjectorEventsPerS, r.CopyCeilingRowsPerS, 0.5, "/s", "raw COPY rows/s")
 	ratio("projector events/s", r.ProjectorEventsPerS, r.SeedPatternEventsPerS, 10, "/s", "seed pattern events/s")
 	ratio("projector events/s, 2 consumers", r.Projector2EventsPerS, r.CopyCeilingRowsPerS, 0.5, "/s", "raw COPY rows/s")
+	if ev, al := r.JoinEverysec.Best, r.JoinAlways.Best; ev.Achieved > 0 && al.Achieved > 0 {
+		fmt.Fprintf(tw, "joins/s, AOF appendfsync always\t%.0f /s (p50 %.2f ms)\tappendfsync everysec %.0f (p50 %.2f ms)\t%.2fx\t(cost, no target)\t-\n",
+			al.Achieved, al.P50Ms, ev.Achieved, ev.P50Ms, al.Achieved/ev.Achieved)
+	}
 	fmt.Fprintf(tw, "event -> row lag p99\t%.0f ms\tat %.0f heartbeats/s\t-\t<= 1000 ms\t%s\n", r.LagP99Ms, r.LagRateRPS, yesNo(r.LagRateRPS > 0 && r.LagP99Ms <= 1000))
 	fmt.Fprintf(tw, "Redis bytes per present viewer\t%.0f B\tat %d viewers\t-\t<= 250 B\t%s\n", r.RedisBytesPerViewer, r.RedisViewers, yesNo(r.RedisViewers > 0 && r.RedisBytesPerViewer <= 250))
 	fmt.Fprintf(tw, "Redis memory, steady load, trimming on\t%.1f MB at %.1f min\t%.1f MB at %.1f min\t%.2fx\t<= 1.10x (bounded)\t%s\n",
