@@ -76,7 +76,7 @@ func (s *server) errorHandler(err error, c echo.Context) {
 		}
 		apiErr = errorf(httpErr.Code, code, msg)
 	default:
-		s.log().Error("internal error", "method", c.Request().Method, "path", c.Path(), "err", err)
+		s.Log.Error("internal error", "method", c.Request().Method, "path", c.Path(), "err", err)
 		apiErr = errorf(http.StatusInternalServerError, "internal", "internal error")
 	}
 	if apiErr.RetryAfter > 0 {

@@ -106,7 +106,7 @@ func (s *server) redisError(c echo.Context, op string, err error) error {
 	if errors.Is(err, context.Canceled) {
 		level = slog.LevelInfo // the client went away
 	}
-	s.log().Log(c.Request().Context(), level, "redis step failed", "op", op, "err", err)
+	s.Log.Log(c.Request().Context(), level, "redis step failed", "op", op, "err", err)
 	return errUnavailable
 }
 
@@ -122,10 +122,10 @@ func (s *server) dbError(c echo.Context, op string, err error) error {
 	case errors.Is(err, store.ErrInvalidCursor):
 		return invalid("cursor", "must be a next_cursor returned by this route")
 	case errors.Is(err, context.Canceled):
-		s.log().Info("database step cancelled", "op", op, "err", err)
+		s.Log.Info("database step cancelled", "op", op, "err", err)
 		return errUnavailable
 	case store.Unavailable(err):
-		s.log().Warn("database step failed", "op", op, "err", err)
+		s.Log.Warn("database step failed", "op", op, "err", err)
 		return errUnavailable
 	}
 	return fmt.Errorf("%s: %w", op, err)
@@ -134,8 +134,6 @@ func (s *server) dbError(c echo.Context, op string, err error) error {
 // now is the server's clock: the stream's, so that live and history answers
 // agree and tests move both.
 func (s *server) now() time.Time { return s.Stream.Now() }
-
-func (s *server) log() *slog.Logger { return s.Log }
 
 // ipExtractor takes the client address from the connection, or from
 // X-Forwarded-For when the peer is a trusted proxy.
