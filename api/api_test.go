@@ -345,8 +345,11 @@ func TestRedisDownAnswers503(t *testing.T) {
 		{"/v1/viewers/heartbeat", `{"session_id":"` + sid + `"}`},
 		{"/v1/viewers/leave", `{"session_id":"` + sid + `"}`},
 	} {
+		// A call that reached a dead connection may have run, as far as
+		// ingest can tell: outcome_unknown; one that found no connection
+		// did not: dependency_unavailable.
 		a := h.do(http.MethodPost, tc.path, "application/json", tc.body)
-		if a.status != 503 || a.code() != "dependency_unavailable" || a.header.Get("Retry-After") == "" {
+		if code := a.code(); a.status != 503 || (code != "dependency_unavailable" && code != "outcome_unknown") || a.header.Get("Retry-After") == "" {
 			t.Errorf("%s with Redis down = %d %v", tc.path, a.status, a.body)
 		}
 	}

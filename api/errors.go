@@ -28,6 +28,8 @@ func errorf(status int, code, message string) *Error {
 var (
 	errUnavailable = &Error{Status: http.StatusServiceUnavailable, Code: "dependency_unavailable",
 		Message: "a dependency is unavailable; nothing was recorded, retry later", RetryAfter: 1}
+	errOutcomeUnknown = &Error{Status: http.StatusServiceUnavailable, Code: "outcome_unknown",
+		Message: "Redis did not answer in time after the request reached it; it was recorded or not, never later: repeat it (a join continues the session, heartbeat and leave are repeat-safe)", RetryAfter: 1}
 	errBackpressure = &Error{Status: http.StatusServiceUnavailable, Code: "backpressure",
 		Message: "the event log is full while history catches up; nothing was recorded, retry later", RetryAfter: 5}
 	errSessionNotFound = errorf(http.StatusNotFound, "session_not_found",

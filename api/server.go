@@ -102,12 +102,16 @@ func (s *server) redisError(c echo.Context, op string, err error) error {
 	case errors.Is(err, events.ErrStageFull):
 		return errStageFull
 	}
+	answer := errUnavailable
+	if errors.Is(err, events.ErrOutcomeUnknown) {
+		answer = errOutcomeUnknown
+	}
 	level := slog.LevelWarn
 	if errors.Is(err, context.Canceled) {
 		level = slog.LevelInfo // the client went away
 	}
 	s.Log.Log(c.Request().Context(), level, "redis step failed", "op", op, "err", err)
-	return errUnavailable
+	return answer
 }
 
 // dbError turns a failed PostgreSQL step into the contract's answer: the

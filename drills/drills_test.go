@@ -212,19 +212,27 @@ func TestDrillSlowRedis(t *testing.T) {
 	})
 	var wg sync.WaitGroup
 	statuses := make([]int, 40)
+	codes := make([]string, 40)
 	for i := range statuses {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			statuses[i], _ = c.post("/v1/viewers/join", map[string]string{"stage_arn": stageARN(1), "user_id": fmt.Sprint("slow", i)})
+			// spread over the whole sleep, so that calls keep reaching Redis's
+			// sockets (not only its connection pool's queue)
+			time.Sleep(time.Duration(i) * 75 * time.Millisecond)
+			var out map[string]any
+			statuses[i], out = c.post("/v1/viewers/join", map[string]string{"stage_arn": stageARN(1), "user_id": fmt.Sprint("slow", i)})
+			if e, ok := out["error"].(map[string]any); ok {
+				codes[i], _ = e["code"].(string)
+			}
 		}()
 	}
 	wg.Wait()
-	refused := 0
-	for _, s := range statuses {
+	refused := map[string]int{}
+	for i, s := range statuses {
 		switch s {
 		case 503:
-			refused++
+			refused[codes[i]]++
 		case 200: // answered after Redis woke up
 		default:
 			t.Errorf("status %d while Redis slept (0 = the client gave up: a hang)", s)
@@ -237,11 +245,29 @@ func TestDrillSlowRedis(t *testing.T) {
 		_, ok := c.join(stageARN(1), "after")
 		return ok, "join after Redis woke up"
 	})
+	// Every join sent while Redis slept is in the stream exactly when it was
+	// answered 200: a 503, whichever its code, recorded nothing, even once
+	// Redis woke up and read the calls waiting on its sockets.
+	entries, err := rdb.XRange(context.Background(), events.NewKeys("slow").Stream(), "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inStream := map[string]bool{}
+	for _, e := range entries {
+		if u, _ := e.Values["user"].(string); e.Values["type"] == "join" {
+			inStream[u] = true
+		}
+	}
+	for i, s := range statuses {
+		if u := fmt.Sprint("slow", i); inStream[u] != (s == 200) {
+			t.Errorf("join of %s answered %d %s, in the stream: %v", u, s, codes[i], inStream[u])
+		}
+	}
 	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
 		n := goroutines(t, ingest.addr)
 		return n <= baseline+5, fmt.Sprintf("%d goroutines, %d before the slow spell", n, baseline)
 	})
-	t.Logf("slow Redis: %d of %d joins refused with 503, goroutines back to baseline %d", refused, len(statuses), baseline)
+	t.Logf("slow Redis: of %d joins, 503 by code %v, none of them in the stream; goroutines back to baseline %d", len(statuses), refused, baseline)
 }
 
 // goroutines reads go_goroutines from a process's /metrics.

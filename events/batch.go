@@ -2,7 +2,11 @@ package events
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -33,16 +37,27 @@ type call struct {
 	res    any
 	err    error
 	done   chan struct{}
+	// state moves once from queued to sent (flush put it in a pipeline) or
+	// to abandoned (its caller gave up first): whichever comes first wins,
+	// so a caller that gave up knows whether its call can still reach Redis.
+	state atomic.Int32
 }
+
+const (
+	queued int32 = iota
+	sent
+	abandoned
+)
 
 func newBatcher(rdb redis.UniversalClient, loops, max int) *batcher {
 	return &batcher{rdb: rdb, calls: make(chan *call, loops*max), max: max, loops: loops, timeout: 5 * time.Second}
 }
 
 // run sends one script call through a shared pipeline and waits for its
-// reply or ctx's end. A call abandoned on ctx's end may still run in Redis:
-// like any write whose answer is lost, the client retries, and every step is
-// safe to repeat in effect.
+// reply or ctx's end. A call given up before it was sent is never sent; one
+// given up after it was sent returns an error wrapping ErrOutcomeUnknown (the
+// scripts refuse to run past their deadline, so it ran, if at all, before
+// the caller gave up). So is a call whose connection failed after sending.
 func (b *batcher) run(ctx context.Context, script *redis.Script, keys []string, args []any) (any, error) {
 	b.once.Do(b.start)
 	c := &call{ctx: ctx, script: script, keys: keys, args: args, done: make(chan struct{})}
@@ -55,7 +70,10 @@ func (b *batcher) run(ctx context.Context, script *redis.Script, keys []string, 
 	case <-c.done:
 		return c.res, c.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		if c.state.CompareAndSwap(queued, abandoned) {
+			return nil, ctx.Err() // never sent: nothing was recorded
+		}
+		return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
 	}
 }
 
@@ -88,8 +106,8 @@ func (b *batcher) flush(batch []*call) {
 	// recorded") must not run later, when Redis is back.
 	live := batch[:0]
 	for _, c := range batch {
-		if err := c.ctx.Err(); err != nil {
-			c.err = err
+		if c.ctx.Err() != nil || !c.state.CompareAndSwap(queued, sent) {
+			c.err = c.ctx.Err()
 			close(c.done)
 			continue
 		}
@@ -124,6 +142,28 @@ func (b *batcher) flush(batch []*call) {
 			// First use after a Redis restart or SCRIPT FLUSH: Run loads it.
 			c.res, c.err = c.script.Run(ctx, b.rdb, c.keys, c.args...).Result()
 		}
+		if c.err != nil && mayHaveRun(c.err) {
+			c.err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, c.err)
+		}
 		close(c.done)
 	}
+}
+
+// mayHaveRun reports whether a call that failed with err may have been
+// executed by Redis anyway: it may have been written to a connection whose
+// answer never came. A reply from Redis (an error reply included), a failed
+// dial and a pool that gave no connection mean it did not run, or ran and
+// said so. Anything else is taken as "may have run": go-redis retries and
+// reports a context error after a send as readily as before one, so a
+// timeout proves nothing either way.
+func mayHaveRun(err error) bool {
+	var reply redis.Error
+	var op *net.OpError
+	switch {
+	case errors.As(err, &reply),
+		errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted), errors.Is(err, redis.ErrClosed),
+		errors.As(err, &op) && op.Op == "dial":
+		return false
+	}
+	return true
 }

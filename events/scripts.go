@@ -3,16 +3,31 @@ package events
 import "github.com/redis/go-redis/v9"
 
 // Every script takes KEYS = {stream, stages} and
-// ARGV[1..4] = {key base, now ms, heartbeat timeout ms, stream bound (0 = none)};
-// the per-stage keys are built from the base inside the script, and share the
-// base's hash tag. Each script is one atomic step: the event is appended and
-// the live state changed together, or neither.
+// ARGV[1..5] = {key base, now ms, heartbeat timeout ms, stream bound (0 =
+// none), deadline ms on Redis's clock (0 = none)}; the per-stage keys are
+// built from the base inside the script, and share the base's hash tag. Each
+// script is one atomic step: the event is appended and the live state changed
+// together, or neither.
 const luaCommon = `
 local stream, stages = KEYS[1], KEYS[2]
 local base = ARGV[1]
 local now = tonumber(ARGV[2])
 local timeout = tonumber(ARGV[3])
 local bound = tonumber(ARGV[4])
+local deadline = tonumber(ARGV[5])
+
+-- A step that reaches Redis after its caller gave up (Redis was asleep, the
+-- pipeline queued behind a slow command) must not run: the caller has
+-- answered 503 already. Redis's own clock decides; ingest passes its
+-- deadline less a margin for clock skew (Stream.deadline).
+local function check_deadline()
+  if deadline <= 0 then return end
+  local t = redis.call('TIME')
+  local rnow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if rnow > deadline then
+    return redis.error_reply('DEADLINE the call arrived ' .. (rnow - deadline) .. ' ms after its deadline')
+  end
+end
 
 local function present_key(stage) return base .. 'present:' .. stage end
 local function members_key(stage) return base .. 'members:' .. stage end
@@ -44,10 +59,22 @@ local function ulid_ms(sid)
 end
 
 -- a session record is "stage_id|user"; the user ID is last because it is the
--- only part that may contain '|'. Returns joined (Unix ms), stage, user.
+-- only part that may contain '|'. Returns joined (Unix ms), stage, user,
+-- stage id.
 local function parse(sid, rec)
   local id, u = string.match(rec, '^(%d+)|(.*)$')
-  return ulid_ms(sid), redis.call('HGET', base .. 'stagenames', id), u
+  return ulid_ms(sid), redis.call('HGET', base .. 'stagenames', id), u, id
+end
+
+-- Every open session of a stage has its entry in the stage's members hash
+-- (a join writes both; only close removes either), so an empty members hash
+-- means no session record names the stage's interned id any more: release
+-- it, so that stages that come and go leave nothing behind.
+local function release_stage(stage, id)
+  if redis.call('EXISTS', members_key(stage)) == 0 then
+    redis.call('HDEL', base .. 'stageids', stage)
+    redis.call('HDEL', base .. 'stagenames', id)
+  end
 end
 
 -- The bound is on the backlog: entries some consumer group has not yet
@@ -100,7 +127,7 @@ end
 -- state. typ is 'leave' or 'timeout'; last_seen is when the viewer was last
 -- known present (the left_at of the row).
 local function close(sid, rec, typ, last_seen)
-  local joined, stage, user = parse(sid, rec)
+  local joined, stage, user, id = parse(sid, rec)
   local f = event(typ, sid, user, stage, nil, now)
   f[#f+1] = 'joined'; f[#f+1] = joined
   f[#f+1] = 'last_seen'; f[#f+1] = tostring(last_seen)
@@ -111,6 +138,7 @@ local function close(sid, rec, typ, last_seen)
     redis.call('HDEL', mk, user)
     redis.call('ZREM', present_key(stage), user)
   end
+  release_stage(stage, id)
   return stage
 end
 
@@ -123,12 +151,14 @@ end
 `
 
 // joinScript refuses a new viewer (not a present one) with STAGE_FULL when the
-// stage's capacity (hash <base>capacity) is reached. ARGV[5..12] = session ID to mint, user, stage, participant, ua,
-// ip, country, peak key TTL seconds. Returns {session ID, live count,
+// stage's capacity (hash <base>capacity) is reached. ARGV[6..13] = session ID
+// to mint, user, stage, participant, ua, ip, country, how long a per-minute
+// peak is kept after its hour ends (ms). Returns {session ID, live count,
 // rejoined 0|1}.
 var joinScript = redis.NewScript(luaCommon + `
-local sid, user, stage, participant = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local ua, ip, country, peak_ttl = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+local sid, user, stage, participant = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local ua, ip, country, peak_keep = ARGV[10], ARGV[11], ARGV[12], tonumber(ARGV[13])
+local late = check_deadline(); if late then return late end
 local err = check_bound(); if err then return err end
 local pk, mk = present_key(stage), members_key(stage)
 
@@ -167,17 +197,22 @@ redis.call('ZADD', stages, 'GT', now, stage)
 
 local count = live_count(stage)
 -- one small hash per stage and hour, minute -> highest count (Keys.Peak)
-local peak = base .. 'peak:' .. stage .. ':' .. math.floor(now / 3600000)
+-- It is read at the next snapshot boundary and then deleted by the
+-- snapshotter; the expiry (the hour's end plus the snapshot interval and a
+-- grace, counted from now on ingest's clock) only bounds what a stopped
+-- snapshotter leaves behind.
+local hour = math.floor(now / 3600000)
+local peak = base .. 'peak:' .. stage .. ':' .. hour
 local minute = tostring(math.floor(now / 60000))
 local prev = tonumber(redis.call('HGET', peak, minute) or '0')
 if count > prev then
   redis.call('HSET', peak, minute, count)
-  redis.call('EXPIRE', peak, peak_ttl)
+  redis.call('PEXPIRE', peak, (hour + 1) * 3600000 + peak_keep - now)
 end
 return {sid, count, rejoined}
 `)
 
-// heartbeatScript: ARGV[5] = session ID, ARGV[6] = record interval ms (0:
+// heartbeatScript: ARGV[6] = session ID, ARGV[7] = record interval ms (0:
 // every heartbeat is appended). Returns {1, live count} when the session is
 // present, {0, 0} when it is unknown or expired (an expired one is closed with
 // a timeout event at its last heartbeat).
@@ -190,7 +225,8 @@ return {sid, count, rejoined}
 // projector and PostgreSQL see one heartbeat per interval instead of one per
 // 30 s. A heartbeat that appends nothing is never refused for back-pressure.
 var heartbeatScript = redis.NewScript(luaCommon + `
-local sid, every = ARGV[5], tonumber(ARGV[6])
+local sid, every = ARGV[6], tonumber(ARGV[7])
+local late = check_deadline(); if late then return late end
 local rec = redis.call('HGET', sessions_key(sid), sid)
 if not rec then return {0, 0} end
 local joined, stage, user = parse(sid, rec)
@@ -211,11 +247,12 @@ redis.call('ZADD', stages, 'GT', now, stage)
 return {1, live_count(stage)}
 `)
 
-// leaveScript: ARGV[5] = session ID. Returns {1, live count} when it closed
+// leaveScript: ARGV[6] = session ID. Returns {1, live count} when it closed
 // the session, {0, 0} when there was nothing to close (repeat-safe). A session
 // already silent past the timeout is closed as a timeout at its last heartbeat.
 var leaveScript = redis.NewScript(luaCommon + `
-local sid = ARGV[5]
+local sid = ARGV[6]
+local late = check_deadline(); if late then return late end
 local rec = redis.call('HGET', sessions_key(sid), sid)
 if not rec then return {0, 0} end
 local joined, stage, user = parse(sid, rec)
@@ -228,12 +265,12 @@ end
 return {1, live_count(stage)}
 `)
 
-// sweepScript: ARGV[5..7] = stage, at most this many viewers, forget the stage
+// sweepScript: ARGV[6..8] = stage, at most this many viewers, forget the stage
 // when it is empty and idle since this Unix ms. Closes viewers of the stage
 // silent past the timeout with timeout events at their last heartbeat.
 // Returns the number closed.
 var sweepScript = redis.NewScript(luaCommon + `
-local stage, limit, idle_before = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local stage, limit, idle_before = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 local pk, mk = present_key(stage), members_key(stage)
 local silent = redis.call('ZRANGE', pk, '-inf', now - timeout, 'BYSCORE', 'LIMIT', 0, limit, 'WITHSCORES')
 local closed = 0
@@ -249,6 +286,8 @@ for i = 1, #silent, 2 do
     -- drop it rather than count a ghost.
     redis.call('ZREM', pk, user)
     if sid then redis.call('HDEL', mk, user) end
+    local id = redis.call('HGET', base .. 'stageids', stage)
+    if id then release_stage(stage, id) end
   end
 end
 if redis.call('ZCARD', pk) == 0 then

@@ -24,6 +24,24 @@ var ErrBackpressure = errors.New("stream is full")
 // the user is not already present.
 var ErrStageFull = errors.New("stage is full")
 
+// ErrOutcomeUnknown is wrapped by the error of a player write that was sent to
+// Redis but whose answer never came in time (Redis asleep or unreachable
+// after the send). The step ran before the caller's deadline or not at all:
+// the scripts refuse to run later than that (check_deadline). Repeating the
+// write is safe: a join by a present user continues the session, heartbeat
+// and leave are repeat-safe. Every other error of a write means that nothing
+// was recorded.
+var ErrOutcomeUnknown = errors.New("outcome unknown")
+
+// ErrTooLate is returned by a write that reached Redis after its deadline
+// and was refused there: nothing was recorded.
+var ErrTooLate = errors.New("arrived after its deadline")
+
+// ClockSkew is the margin taken off a caller's deadline before the scripts
+// compare it with Redis's clock, for clocks of ingest and Redis that differ
+// by up to that much (NTP keeps them within a few ms).
+const ClockSkew = 50 * time.Millisecond
+
 // Stream is one deployment's event stream and live presence state in Redis.
 type Stream struct {
 	rdb     redis.UniversalClient
@@ -38,16 +56,24 @@ type Stream struct {
 	// when a heartbeat falls in a later RecordEvery-long period of the session
 	// (counted from its join) than its previous sign of life (heartbeatScript).
 	RecordEvery time.Duration
+	// PeakKeep is how long after its hour has ended a per-minute peak stays
+	// in Redis when no snapshotter consumed it: at least the snapshot
+	// interval plus its grace. Default DefaultPeakKeep.
+	PeakKeep time.Duration
 	// Now is the clock; tests replace it.
 	Now   func() time.Time
 	batch *batcher
 }
 
+// DefaultPeakKeep suits the default 5-minute snapshot interval: the
+// interval, its grace of at most a minute, and a minute more.
+const DefaultPeakKeep = 7 * time.Minute
+
 // NewStream returns the stream of the deployment whose keys start with prefix.
 // A viewer is present while their last join or heartbeat is younger than
 // timeout.
 func NewStream(rdb redis.UniversalClient, prefix string, timeout time.Duration) *Stream {
-	return &Stream{rdb: rdb, keys: NewKeys(prefix), timeout: timeout, Now: time.Now, batch: newBatcher(rdb, 8, 64)}
+	return &Stream{rdb: rdb, keys: NewKeys(prefix), timeout: timeout, PeakKeep: DefaultPeakKeep, Now: time.Now, batch: newBatcher(rdb, 8, 64)}
 }
 
 // Keys returns the key names the stream uses.
@@ -72,21 +98,18 @@ type JoinResult struct {
 	Rejoined bool
 }
 
-// peakTTL keeps per-minute peaks long enough for any snapshot interval up to a
-// day plus a snapshotter that was down for a while.
-const peakTTL = 26 * time.Hour
-
 // Join appends a join event and makes the user present in the stage, in one
 // step. A user already present continues their session (Rejoined). A user
 // whose earlier session went silent past the timeout has it closed with a
-// timeout event first. Errors: ErrBackpressure, ErrStageFull, or Redis's own.
+// timeout event first. Errors: ErrBackpressure, ErrStageFull, ErrTooLate,
+// ErrOutcomeUnknown (wrapped), or Redis's own (nothing recorded).
 func (s *Stream) Join(ctx context.Context, r JoinRequest) (JoinResult, error) {
 	now := s.Now()
 	res, err := s.run(ctx, joinScript, now, s.MaxLen,
 		// The ULID's time is the join's: the Lua steps read the join time
 		// back from the session ID instead of storing it.
 		ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
-		r.User, r.Stage, r.Participant, r.UA, r.IP, r.Country, int64(peakTTL/time.Second))
+		r.User, r.Stage, r.Participant, r.UA, r.IP, r.Country, s.PeakKeep.Milliseconds())
 	if err != nil {
 		return JoinResult{}, fmt.Errorf("join: %w", err)
 	}
@@ -95,7 +118,7 @@ func (s *Stream) Join(ctx context.Context, r JoinRequest) (JoinResult, error) {
 
 // Heartbeat appends a heartbeat event and refreshes the session's presence,
 // returning the stage's live count. Errors: ErrSessionNotFound,
-// ErrBackpressure, or Redis's own.
+// ErrBackpressure, and those of Join.
 func (s *Stream) Heartbeat(ctx context.Context, session string) (int64, error) {
 	res, err := s.run(ctx, heartbeatScript, s.Now(), s.MaxLen, session, s.RecordEvery.Milliseconds())
 	if err != nil {
@@ -109,7 +132,8 @@ func (s *Stream) Heartbeat(ctx context.Context, session string) (int64, error) {
 
 // Leave closes the session with a leave event (or a timeout event, when it was
 // already silent past the timeout). Leaving a session that is not open does
-// nothing and reports closed=false. Errors: Redis's own.
+// nothing and reports closed=false. Errors: ErrTooLate, ErrOutcomeUnknown
+// (wrapped), or Redis's own.
 func (s *Stream) Leave(ctx context.Context, session string) (closed bool, err error) {
 	res, err := s.run(ctx, leaveScript, s.Now(), 0, session)
 	if err != nil {
@@ -124,7 +148,7 @@ func (s *Stream) Leave(ctx context.Context, session string) (closed bool, err er
 // sweepers never close one session twice: each step is atomic.
 func (s *Stream) Sweep(ctx context.Context, stage string, limit int, idleBefore time.Time) (int, error) {
 	n, err := sweepScript.Run(ctx, s.rdb, s.scriptKeys(),
-		s.keys.base, s.Now().UnixMilli(), s.timeout.Milliseconds(), 0,
+		s.keys.base, s.Now().UnixMilli(), s.timeout.Milliseconds(), 0, 0,
 		stage, limit, idleBefore.UnixMilli()).Int()
 	if err != nil {
 		return 0, fmt.Errorf("sweep %s: %w", stage, err)
@@ -137,7 +161,7 @@ func (s *Stream) scriptKeys() []string {
 }
 
 func (s *Stream) run(ctx context.Context, script *redis.Script, now time.Time, bound int64, args ...any) ([]any, error) {
-	argv := append([]any{s.keys.base, now.UnixMilli(), s.timeout.Milliseconds(), bound}, args...)
+	argv := append([]any{s.keys.base, now.UnixMilli(), s.timeout.Milliseconds(), bound, deadline(ctx)}, args...)
 	reply, err := s.batch.run(ctx, script, s.scriptKeys(), argv)
 	res, _ := reply.([]any)
 	if err != nil {
@@ -146,10 +170,23 @@ func (s *Stream) run(ctx context.Context, script *redis.Script, now time.Time, b
 			return nil, ErrBackpressure
 		case strings.HasPrefix(msg, "STAGE_FULL"):
 			return nil, ErrStageFull
+		case strings.HasPrefix(msg, "DEADLINE"):
+			return nil, fmt.Errorf("%w: %s", ErrTooLate, msg)
 		}
 		return nil, err
 	}
 	return res, nil
+}
+
+// deadline is the latest time, on Redis's clock in Unix ms, at which a
+// script of ctx may still run: ctx's deadline less ClockSkew; 0 (none) when
+// ctx has no deadline.
+func deadline(ctx context.Context) int64 {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return 0
+	}
+	return max(1, d.Add(-ClockSkew).UnixMilli())
 }
 
 // SetCapacity sets the most viewers stage admits (0 or less: no limit).
@@ -259,15 +296,7 @@ func (s *Stream) Stages(ctx context.Context, since time.Time) ([]StageCount, err
 // `from` up to, not including, `to` (0 when no join was seen there), in one
 // round trip.
 func (s *Stream) Peak(ctx context.Context, stage string, from, to time.Time) (int64, error) {
-	fields := map[string][]string{} // hour key -> minute fields
-	var order []string
-	for t := from.Truncate(time.Minute); t.Before(to); t = t.Add(time.Minute) {
-		key := s.keys.Peak(stage, t)
-		if _, ok := fields[key]; !ok {
-			order = append(order, key)
-		}
-		fields[key] = append(fields[key], PeakField(t))
-	}
+	order, fields := s.peakFields(stage, from, to, false)
 	if len(order) == 0 {
 		return 0, nil
 	}
@@ -291,6 +320,47 @@ func (s *Stream) Peak(ctx context.Context, stage string, from, to time.Time) (in
 		}
 	}
 	return peak, nil
+}
+
+// ForgetPeaks deletes the per-minute peaks of stages for the minutes that
+// lie wholly between from and to, in one round trip: the snapshotter calls it
+// once the rows of boundary to are written, so a peak lives until it is used
+// rather than until its expiry. A minute that straddles to stays for the
+// next interval.
+func (s *Stream) ForgetPeaks(ctx context.Context, stages []string, from, to time.Time) error {
+	if len(stages) == 0 {
+		return nil
+	}
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, stage := range stages {
+			order, fields := s.peakFields(stage, from, to, true)
+			for _, key := range order {
+				p.HDel(ctx, key, fields[key]...)
+			}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("forget peaks: %w", err)
+	}
+	return nil
+}
+
+// peakFields groups the minute fields of [from, to) by their hour key, in
+// time order; whole keeps only minutes that end by to.
+func (s *Stream) peakFields(stage string, from, to time.Time, whole bool) ([]string, map[string][]string) {
+	fields := map[string][]string{} // hour key -> minute fields
+	var order []string
+	for t := from.Truncate(time.Minute); t.Before(to); t = t.Add(time.Minute) {
+		if whole && t.Add(time.Minute).After(to) {
+			break
+		}
+		key := s.keys.Peak(stage, t)
+		if _, ok := fields[key]; !ok {
+			order = append(order, key)
+		}
+		fields[key] = append(fields[key], PeakField(t))
+	}
+	return order, fields
 }
 
 func (s *Stream) presentMin() string {

@@ -269,6 +269,16 @@ func (s *Snapshotter) SnapshotAt(ctx context.Context, b time.Time) (inserted int
 	}
 	s.metrics.rows.Add(float64(n))
 	s.metrics.lastSnapshot.Set(float64(b.Unix()))
+	// The interval's peaks are used: drop them now rather than at their
+	// expiry. Rows are in, so a snapshotter racing this one either read the
+	// same peaks or finds its rows already written (ON CONFLICT DO NOTHING).
+	used := make([]string, len(rows))
+	for i, r := range rows {
+		used[i] = r.Stage
+	}
+	if err := s.stream.ForgetPeaks(ctx, used, start, b); err != nil {
+		s.log.Warn("peaks not forgotten; they expire by themselves", "boundary", b, "err", err)
+	}
 	s.log.Debug("snapshot written", "boundary", b, "stages", len(rows), "inserted", n)
 	return n, nil
 }

@@ -46,6 +46,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	addr := env.String("HTTP_ADDR", ":8080")
 	maxLen := env.Int("STREAM_MAX_LEN", 2_000_000, 0, 1<<40)
 	recordEvery := env.DurationOrOff("HEARTBEAT_RECORD_INTERVAL", 5*time.Minute)
+	snapshotEvery := config.SnapshotInterval(env)
 	pprofAddr := env.String("PPROF_ADDR", "")
 	proxies := parsePrefixes(env, "TRUSTED_PROXIES")
 	apiKeys := splitList(env.String("API_KEYS", ""))
@@ -76,6 +77,10 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	stream := events.NewStream(rdb, common.RedisPrefix, common.HeartbeatTimeout)
 	stream.MaxLen = maxLen
 	stream.RecordEvery = recordEvery
+	// A per-minute peak is read at the next snapshot boundary (within a grace
+	// of at most a minute) and deleted then; it expires this long after its
+	// hour in case no snapshotter takes it.
+	stream.PeakKeep = snapshotEvery + 2*time.Minute
 
 	reg := ops.NewRegistry()
 	cfg := api.Config{

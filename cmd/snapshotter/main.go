@@ -53,22 +53,11 @@ func readSettings(getenv func(string) string, stdout io.Writer) (settings, *conf
 	s.metricsAddr = env.String("METRICS_ADDR", ":9092")
 	s.snap = snapshotter.Config{
 		SweepInterval:     env.Duration("SWEEP_INTERVAL", 5*time.Second),
-		SnapshotInterval:  snapshotInterval(env),
+		SnapshotInterval:  config.SnapshotInterval(env),
 		SnapshotRetention: env.Duration("SNAPSHOT_RETENTION", 2160*time.Hour),
 		SessionRetention:  sessionRetention(env),
 	}
 	return s, env, env.Err()
-}
-
-// snapshotInterval reads SNAPSHOT_INTERVAL. Ingest records peaks per minute,
-// so an interval must be whole minutes; dividing a day keeps boundaries on the
-// same clock times every day.
-func snapshotInterval(env *config.Env) time.Duration {
-	d := env.Duration("SNAPSHOT_INTERVAL", 5*time.Minute)
-	if d%time.Minute != 0 || (24*time.Hour)%d != 0 {
-		env.Fail("SNAPSHOT_INTERVAL", "a whole number of minutes, at least 1m, that divides 24h (1m, 5m, 15m, 1h, …)", d.String())
-	}
-	return d
 }
 
 // sessionRetention reads SESSION_RETENTION; "keep" (the default) is 0.

@@ -242,6 +242,18 @@ func CheckRedis(ctx context.Context, rdb *redis.Client, log *slog.Logger) {
 	log.Info("redis durability", "maxmemory_policy", policy, "appendonly", aof, "appendfsync", fsync)
 }
 
+// SnapshotInterval reads SNAPSHOT_INTERVAL (default 5m), which the
+// snapshotter writes rows at and ingest keeps per-minute peaks for. Ingest
+// records peaks per minute, so an interval must be whole minutes; dividing a
+// day keeps boundaries on the same clock times every day.
+func SnapshotInterval(env *Env) time.Duration {
+	d := env.Duration("SNAPSHOT_INTERVAL", 5*time.Minute)
+	if d%time.Minute != 0 || (24*time.Hour)%d != 0 {
+		env.Fail("SNAPSHOT_INTERVAL", "a whole number of minutes, at least 1m, that divides 24h (1m, 5m, 15m, 1h, …)", d.String())
+	}
+	return d
+}
+
 // PolicyKeepsLog reports whether a maxmemory-policy never evicts keys that
 // have no TTL: noeviction, or a volatile-* policy (only ViewPulse's per-minute
 // peak keys carry a TTL).
