@@ -10,6 +10,8 @@ type Metrics struct {
 	ApplySeconds prometheus.Histogram // COPY + merge + commit of one batch
 	Lag          prometheus.Gauge     // entries not yet delivered to the group
 	Pending      prometheus.Gauge     // entries delivered but not acknowledged
+	Backlog      prometheus.Gauge     // Lag + Pending: entries not yet projected
+	Stalls       prometheus.Counter   // stall warnings of batches waiting on PostgreSQL
 	DeadLettered prometheus.Counter   // entries moved to the dead-letter stream
 	Redelivered  prometheus.Counter   // entries read again: own pending after a failure or restart, or claimed
 	Deleted      prometheus.Counter   // pending entries found deleted from the stream (never projected)
@@ -38,13 +40,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		Lag:          gauge("lag", "Stream entries not yet delivered to the group (XINFO GROUPS lag)."),
 		Pending:      gauge("pending", "Stream entries delivered to the group and not yet acknowledged."),
+		Backlog:      gauge("backlog", "Stream entries not yet projected: lag plus pending."),
+		Stalls:       counter("batch_stalls_total", "Warnings of a batch waiting on PostgreSQL for longer than the stall warning."),
 		DeadLettered: counter("dead_lettered_total", "Stream entries moved to the dead-letter stream."),
 		Redelivered:  counter("redeliveries_total", "Stream entries delivered again (own pending entries or claimed ones)."),
 		Deleted:      counter("deleted_pending_total", "Pending entries deleted from the stream before they were projected."),
 		Trimmed:      counter("trimmed_total", "Stream entries removed by trimming."),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Projected, m.BatchSize, m.ApplySeconds, m.Lag, m.Pending,
+		reg.MustRegister(m.Projected, m.BatchSize, m.ApplySeconds, m.Lag, m.Pending, m.Backlog, m.Stalls,
 			m.DeadLettered, m.Redelivered, m.Deleted, m.Trimmed)
 	}
 	return m

@@ -33,6 +33,12 @@ const (
 	DefaultBlock        = time.Second
 	DefaultClaimMinIdle = 30 * time.Second
 	DefaultMaxAttempts  = 3
+	// DefaultBatchTimeout matches the store's 60 s statement timeout: a
+	// batch PostgreSQL would run longer is cancelled there anyway, and one
+	// whose answers never come (a black-holed network) ends here.
+	DefaultBatchTimeout = 60 * time.Second
+	// DefaultStallWarning is how long a batch may take before Run says so.
+	DefaultStallWarning = 10 * time.Second
 	// deadLetterMaxLen bounds the dead-letter stream (approximately).
 	deadLetterMaxLen = 100_000
 )
@@ -55,8 +61,16 @@ type Config struct {
 	// ClaimEvery is how often to look for such entries; zero: every Step.
 	ClaimEvery time.Duration
 	// MaintainEvery is how often Run trims the stream and refreshes the lag
-	// and pending gauges; zero: DefaultMaintainEvery.
+	// and pending gauges, from a loop of its own, so that the gauges move
+	// while a batch is stuck; zero: DefaultMaintainEvery.
 	MaintainEvery time.Duration
+	// BatchTimeout bounds the PostgreSQL side of one batch (COPY, merge,
+	// commit) on the client; zero: DefaultBatchTimeout.
+	BatchTimeout time.Duration
+	// StallWarning: a batch in PostgreSQL for this long is logged as a
+	// warning with its age, and again each time as long again passes;
+	// zero: DefaultStallWarning.
+	StallWarning time.Duration
 	// MaxAttempts is how often a batch that PostgreSQL refuses for its data
 	// (SQLSTATE class 22 or 23) is tried before it is split to find the
 	// entry to dead-letter.
@@ -112,6 +126,12 @@ func New(rdb redis.UniversalClient, keys events.Keys, db *store.DB, cfg Config) 
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.BatchTimeout <= 0 {
+		cfg.BatchTimeout = DefaultBatchTimeout
+	}
+	if cfg.StallWarning <= 0 {
+		cfg.StallWarning = DefaultStallWarning
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -341,7 +361,7 @@ func (p *Projector) commit(ctx context.Context, entries []entry) error {
 		}
 	}
 	start := time.Now()
-	if err := p.db.ApplyBatch(ctx, Fold(evs)); err != nil {
+	if err := p.apply(ctx, ids, Fold(evs)); err != nil {
 		return err
 	}
 	p.m.ApplySeconds.Observe(time.Since(start).Seconds())
@@ -356,6 +376,31 @@ func (p *Projector) commit(ctx context.Context, entries []entry) error {
 	}
 	p.m.Projected.Add(float64(len(entries)))
 	return nil
+}
+
+// apply writes one folded batch within BatchTimeout, logging a warning
+// every StallWarning while it waits on PostgreSQL.
+func (p *Projector) apply(ctx context.Context, ids []string, rows []store.SessionDelta) error {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.BatchTimeout)
+	defer cancel()
+	start := time.Now()
+	stalled := time.NewTicker(p.cfg.StallWarning)
+	defer stalled.Stop()
+	done := make(chan error, 1)
+	go func() { done <- p.db.ApplyBatch(ctx, rows) }()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("apply batch of %d entries after %s: %w", len(ids), time.Since(start).Round(time.Millisecond), err)
+			}
+			return nil
+		case <-stalled.C:
+			p.m.Stalls.Inc()
+			p.cfg.Log.Warn("batch stalled in PostgreSQL", "age", time.Since(start).Round(time.Second).String(),
+				"entries", len(ids), "first_id", ids[0], "timeout", p.cfg.BatchTimeout.String())
+		}
+	}
 }
 
 func (p *Projector) ack(ctx context.Context, ids []string) error {
@@ -393,15 +438,21 @@ func (p *Projector) deadLetter(ctx context.Context, m redis.XMessage, reason err
 // Run steps until ctx ends. A failing Step is retried with capped
 // exponential backoff, acknowledging nothing meanwhile. When ctx ends, the
 // batch in flight still gets drain to commit and acknowledge; then Run
-// returns nil. With Retention set, it trims the stream every
-// Config.MaintainEvery, and it refreshes the lag and pending gauges as often.
+// returns nil. Beside the batch loop, every Config.MaintainEvery, it trims
+// the stream (with Retention set) and refreshes the lag, pending and backlog
+// gauges from Redis.
 func (p *Projector) Run(ctx context.Context, drain time.Duration) error {
 	if err := p.Init(ctx); err != nil {
 		return err
 	}
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 30 * time.Second
 	backoff := minBackoff
-	var lastMaintenance time.Time
+	maintained := make(chan struct{})
+	go func() {
+		defer close(maintained)
+		p.maintainEvery(ctx)
+	}()
+	defer func() { <-maintained }()
 	for ctx.Err() == nil {
 		stepCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		stop := context.AfterFunc(ctx, func() { time.AfterFunc(drain, cancel) })
@@ -421,15 +472,27 @@ func (p *Projector) Run(ctx context.Context, drain time.Duration) error {
 			continue
 		}
 		backoff = minBackoff
-		if now := p.cfg.Now(); now.Sub(lastMaintenance) >= p.cfg.MaintainEvery {
-			lastMaintenance = now
-			p.maintain(ctx)
-		}
 		if n > 0 {
 			p.cfg.Log.Debug("projected", "entries", n)
 		}
 	}
 	return nil
+}
+
+// maintainEvery trims and refreshes the gauges at once and then every
+// MaintainEvery until ctx ends, whatever the batch loop is doing: a batch
+// stuck on PostgreSQL must not freeze the gauges that show it.
+func (p *Projector) maintainEvery(ctx context.Context) {
+	t := time.NewTicker(p.cfg.MaintainEvery)
+	defer t.Stop()
+	for {
+		p.maintain(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // DefaultMaintainEvery is how often Run trims and refreshes the gauges.
@@ -458,7 +521,9 @@ func (p *Projector) Observe(ctx context.Context) error {
 	if i < 0 {
 		return fmt.Errorf("group info: no group %s", p.cfg.Group)
 	}
-	p.m.Lag.Set(float64(groups[i].Lag))
-	p.m.Pending.Set(float64(groups[i].Pending))
+	g := groups[i]
+	p.m.Lag.Set(float64(g.Lag))
+	p.m.Pending.Set(float64(g.Pending))
+	p.m.Backlog.Set(float64(g.Lag + g.Pending))
 	return nil
 }

@@ -58,6 +58,7 @@ func readSettings(getenv func(string) string, stdout io.Writer) (settings, *conf
 	}
 	s.Projector.ClaimEvery = min(s.Projector.ClaimMinIdle/2, 5*time.Second)
 	s.Projector.MaintainEvery = e.Duration("MAINTAIN_INTERVAL", projector.DefaultMaintainEvery)
+	s.Projector.BatchTimeout = e.Duration("BATCH_TIMEOUT", projector.DefaultBatchTimeout)
 	// STREAM_RETENTION: how long acknowledged entries stay for replay; "off"
 	// never trims.
 	switch raw := e.String("STREAM_RETENTION", "1h"); raw {

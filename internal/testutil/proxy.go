@@ -2,8 +2,7 @@ package testutil
 
 import (
 	"fmt"
-	"io"
-	"net"
+		"net"
 	"net/url"
 	"sync"
 	"testing"
@@ -11,7 +10,9 @@ import (
 
 // Proxy forwards TCP connections to a service and can be stopped and started
 // again on the same port: an outage of "the database" (or Redis) that leaves
-// the shared server alone.
+// the shared server alone. It can also black-hole the traffic (Blackhole):
+// connections stay open and nothing gets through, as when packets are
+// dropped rather than refused.
 type Proxy struct {
 	Addr   string
 	tb     testing.TB
@@ -19,13 +20,16 @@ type Proxy struct {
 	mu     sync.Mutex
 	ln     net.Listener
 	conns  []net.Conn
+	// hole is closed while traffic flows; a black hole replaces it with an
+	// open channel that forwarders wait on.
+	hole chan struct{}
 }
 
 // StartProxy listens on a free loopback port and forwards to target
 // (host:port). It is stopped when the test ends.
 func StartProxy(tb testing.TB, target string) *Proxy {
 	tb.Helper()
-	p := &Proxy{tb: tb, target: target, Addr: fmt.Sprintf("127.0.0.1:%d", FreePort(tb))}
+	p := &Proxy{tb: tb, target: target, Addr: fmt.Sprintf("127.0.0.1:%d", FreePort(tb)), hole: closed()}
 	p.Start()
 	tb.Cleanup(p.Stop)
 	return p
@@ -67,15 +71,58 @@ func (p *Proxy) Start() {
 			p.mu.Lock()
 			p.conns = append(p.conns, c, up)
 			p.mu.Unlock()
-			go forward(c, up)
-			go forward(up, c)
+			go p.forward(c, up)
+			go p.forward(up, c)
 		}
 	}()
 }
 
-func forward(dst, src net.Conn) {
-	_, _ = io.Copy(dst, src)
-	dst.Close()
+func closed() chan struct{} { c := make(chan struct{}); close(c); return c }
+
+// Blackhole holds every byte in either direction, on open and new
+// connections alike, until Restore.
+func (p *Proxy) Blackhole() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.hole:
+		p.hole = make(chan struct{})
+	default: // already black-holed
+	}
+}
+
+// Restore lets the held bytes and all later ones through.
+func (p *Proxy) Restore() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.hole:
+	default:
+		close(p.hole)
+	}
+}
+
+func (p *Proxy) gate() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.hole
+}
+
+func (p *Proxy) forward(dst, src net.Conn) {
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			<-p.gate()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // Stop closes the listener and every forwarded connection.
