@@ -2,7 +2,7 @@ package testutil
 
 import (
 	"fmt"
-		"net"
+	"net"
 	"net/url"
 	"sync"
 	"testing"
