@@ -62,7 +62,7 @@ func ReadSigningKey(path string) (ed25519.PrivateKey, error) {
 	}
 	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("%s: not a PKCS #8 private key", path)
+		return nil, fmt.Errorf("%s: not an Ed25519 private key in PKCS #8 PEM (openssl genpkey -algorithm ed25519 writes one)", path)
 	}
 	ed, ok := key.(ed25519.PrivateKey)
 	if !ok {

@@ -81,7 +81,7 @@ func readOrigins(env *config.Env) []string {
 // logTrust says how joins are authenticated: a warning with tokens off, else
 // the kid of every key, so operators can match a token's kid header.
 func logTrust(log *slog.Logger, t api.TokenConfig) {
-	var kids []string
+	kids := []string{}
 	for _, k := range t.IVSKeys {
 		kids = append(kids, "ES384:"+api.KeyID(k))
 	}

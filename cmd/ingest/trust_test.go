@@ -60,7 +60,7 @@ func TestRunRefusesBadTrustConfig(t *testing.T) {
 		{map[string]string{"IVS_PUBLIC_KEYS": edPub}, "IVS_PUBLIC_KEYS", "not a P-384"},
 		{map[string]string{"IVS_PUBLIC_KEYS": edPriv}, "IVS_PUBLIC_KEYS", "not a PKIX public key"},
 		{map[string]string{"VIEWER_TOKEN_PUBLIC_KEYS": p384}, "VIEWER_TOKEN_PUBLIC_KEYS", "not an Ed25519"},
-		{map[string]string{"VIEWER_TOKEN_SIGNING_KEY": edPub, "API_KEYS": "k"}, "VIEWER_TOKEN_SIGNING_KEY", "not a PKCS #8"},
+		{map[string]string{"VIEWER_TOKEN_SIGNING_KEY": edPub, "API_KEYS": "k"}, "VIEWER_TOKEN_SIGNING_KEY", "not an Ed25519 private key"},
 		{map[string]string{"VIEWER_TOKEN_SIGNING_KEY": edPriv}, "VIEWER_TOKEN_SIGNING_KEY", "API_KEYS"},
 		{map[string]string{"CORS_ORIGINS": "https://ok.example,https://bad.example/path"}, "CORS_ORIGINS", "bad.example/path"},
 		{map[string]string{"CORS_ORIGINS": "player.example.com"}, "CORS_ORIGINS", "origins such as"},
