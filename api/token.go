@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
@@ -245,7 +244,11 @@ func (s *server) authorizeJoin(c echo.Context, req *joinRequest) error {
 	v, reason, err := s.joinViewer(c, req)
 	if err != nil {
 		s.tokens.rejected.WithLabelValues(reason).Inc()
-		if e, ok := err.(*Error); ok && e.Status == http.StatusUnauthorized {
+		// RFC 6750: a challenge on every 401, with error= once a token was sent.
+		switch reason {
+		case reasonRequired:
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="viewpulse"`)
+		case reasonInvalid, reasonExpired, reasonNotYetValid:
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="viewpulse", error="invalid_token"`)
 		}
 		return err
