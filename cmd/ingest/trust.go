@@ -24,7 +24,9 @@ func readTrust(env *config.Env, apiKeys []string) (api.TokenConfig, []string) {
 		env.Fail("VIEWER_AUTH", "off or token", mode)
 	}
 	const ivsVar, viewerVar, signVar = "IVS_PUBLIC_KEYS", "VIEWER_TOKEN_PUBLIC_KEYS", "VIEWER_TOKEN_SIGNING_KEY"
+	named := false // some key variable is set (a bad file is reported on its own)
 	if raw := env.String(ivsVar, ""); raw != "" {
+		named = true
 		keys, err := api.ReadIVSPublicKeys(splitList(raw))
 		if err != nil {
 			env.Fail(ivsVar, "comma-separated PEM files of P-384 public keys ("+err.Error()+")", raw)
@@ -32,6 +34,7 @@ func readTrust(env *config.Env, apiKeys []string) (api.TokenConfig, []string) {
 		t.IVSKeys = keys
 	}
 	if raw := env.String(viewerVar, ""); raw != "" {
+		named = true
 		keys, err := api.ReadViewerPublicKeys(splitList(raw))
 		if err != nil {
 			env.Fail(viewerVar, "comma-separated PEM files of Ed25519 public keys ("+err.Error()+")", raw)
@@ -39,6 +42,7 @@ func readTrust(env *config.Env, apiKeys []string) (api.TokenConfig, []string) {
 		t.ViewerKeys = keys
 	}
 	if path := strings.TrimSpace(env.String(signVar, "")); path != "" {
+		named = true
 		key, err := api.ReadSigningKey(path)
 		switch {
 		case err != nil:
@@ -48,7 +52,7 @@ func readTrust(env *config.Env, apiKeys []string) (api.TokenConfig, []string) {
 		}
 		t.SigningKey = key
 	}
-	if t.Required && len(t.IVSKeys)+len(t.ViewerKeys) == 0 && t.SigningKey == nil {
+	if t.Required && !named {
 		env.Fail("VIEWER_AUTH", "a key to verify tokens with: set IVS_PUBLIC_KEYS, VIEWER_TOKEN_PUBLIC_KEYS or VIEWER_TOKEN_SIGNING_KEY", "token")
 	}
 	return t, readOrigins(env)
