@@ -40,7 +40,22 @@ var (
 	errStageNotFound = errorf(http.StatusNotFound, "stage_not_found",
 		"the stage is neither configured nor active")
 	errUserNotFound = errorf(http.StatusNotFound, "user_not_found", "no profile and no session of this user")
+
+	// Viewer tokens (token.go, tokens_route.go).
+	errTokenRequired = errorf(http.StatusUnauthorized, "token_required",
+		"this server requires a viewer token: send it in the body's token field or as 'Authorization: Bearer <token>'")
+	errMintingDisabled = errorf(http.StatusNotFound, "token_minting_disabled",
+		"this server mints no tokens: it has no VIEWER_TOKEN_SIGNING_KEY")
+	errMintNeedsKeys = errorf(http.StatusUnauthorized, "unauthorized",
+		"minting tokens needs an API key and this server has no API_KEYS configured")
 )
+
+// Viewer token errors with a detail: 401 invalid_token (malformed, bad
+// signature, unknown key, refused alg, bad claims, not yet valid), 401
+// token_expired, 403 token_mismatch (the body disagrees with the claims).
+func invalidToken(msg string) *Error  { return errorf(http.StatusUnauthorized, "invalid_token", msg) }
+func tokenExpired(msg string) *Error  { return errorf(http.StatusUnauthorized, "token_expired", msg) }
+func tokenMismatch(msg string) *Error { return errorf(http.StatusForbidden, "token_mismatch", msg) }
 
 // statusCodes maps echo's own errors (routing, body limits) to codes.
 var statusCodes = map[int]string{

@@ -43,10 +43,18 @@ func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			route = "unmatched"
 		}
 		method := c.Request().Method
+		if !knownMethods[method] {
+			method = "other" // a client picks the method: keep the label set closed
+		}
 		m.requests.WithLabelValues(method, route, strconv.Itoa(c.Response().Status)).Inc()
 		m.duration.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
 		return nil
 	}
+}
+
+var knownMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true,
 }
 
 func metricsHandler(reg *prometheus.Registry) http.Handler {

@@ -13,6 +13,7 @@ import (
 func (s *server) routes(e *echo.Echo) {
 	m := newMetrics(s.Registry)
 	e.Use(m.middleware)
+	e.Use(corsPolicies(s.CORSOrigins)...) // before routing's OPTIONS answer (cors.go)
 
 	// Operator probes: always open.
 	e.GET("/healthz", echo.WrapHandler(http.HandlerFunc(ops.Healthz)))
@@ -29,6 +30,9 @@ func (s *server) routes(e *echo.Echo) {
 	// Everything below needs "Authorization: Bearer <key>" when API_KEYS is set.
 	key := s.requireKey
 	e.GET("/openapi.json", handleOpenAPI, key)
+
+	// Viewer tokens: needs an API key even when API_KEYS is empty.
+	e.POST("/v1/tokens", s.handleMintToken(), s.requireMintKey)
 
 	// Live reads (Redis only).
 	e.GET("/v1/stages", s.handleStages(), key)

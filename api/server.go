@@ -52,12 +52,20 @@ type Config struct {
 	// APIKeys, when not empty, are the bearer keys that every route but the
 	// player writes and the ops probes requires (API_KEYS).
 	APIKeys []string
+
+	// Tokens configures viewer tokens on joins and POST /v1/tokens (token.go).
+	Tokens TokenConfig
+	// CORSOrigins are the origins browsers may call from (CORS_ORIGINS; "*"
+	// allowed, nil means "*"): the player routes and /sdk/ take all of
+	// them, the other routes only the ones listed explicitly (cors.go).
+	CORSOrigins []string
 }
 
 type server struct {
 	Config
 	heartbeatEvery time.Duration
 	keys           [][sha256.Size]byte
+	tokens         *tokens
 }
 
 // NewServer returns the HTTP handler with every route of routes.go.
@@ -78,6 +86,7 @@ func NewServer(cfg Config) http.Handler {
 		cfg.Snapshots = cfg.ReadDB.Snapshots
 	}
 	s := &server{Config: cfg, heartbeatEvery: cfg.Stream.Timeout() / 4}
+	s.tokens = newTokens(cfg.Tokens, cfg.Registry, s.now)
 	for _, k := range cfg.APIKeys {
 		if k != "" {
 			s.keys = append(s.keys, sha256.Sum256([]byte(k)))

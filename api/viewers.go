@@ -16,6 +16,8 @@ type joinRequest struct {
 	StageARN      string `json:"stage_arn"`
 	UserID        string `json:"user_id"`
 	ParticipantID string `json:"participant_id"`
+	// Token is the viewer token (VIEWER_AUTH=token; token.go).
+	Token string `json:"token"`
 }
 
 type joinResponse struct {
@@ -37,6 +39,9 @@ func (s *server) handleJoin() echo.HandlerFunc {
 		var req joinRequest
 		if err := bind(c, &req, false); err != nil {
 			return err
+		}
+		if err := s.authorizeJoin(c, &req); err != nil {
+			return err // nothing appended
 		}
 		if err := firstErr(checkStage(req.StageARN), checkUser(req.UserID), checkParticipant(req.ParticipantID)); err != nil {
 			return err

@@ -50,6 +50,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	pprofAddr := env.String("PPROF_ADDR", "")
 	proxies := parsePrefixes(env, "TRUSTED_PROXIES")
 	apiKeys := splitList(env.String("API_KEYS", ""))
+	tokens, corsOrigins := readTrust(env, apiKeys) // trust.go
 	readAPI := env.Bool("READ_API", true)
 	var dbURL, readURL string
 	if readAPI {
@@ -61,6 +62,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 	log := common.Logger(stdout)
 	log.Info("ingest starting", env.LogAttrs()...)
+	logTrust(log, tokens)
 	if getenv("GOGC") == "" {
 		// The live heap is small (buffers, in-flight requests); collecting at
 		// 4x instead of 2x of it halves GC work on the hot path. Measured:
@@ -91,6 +93,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		TrustedProxies: proxies,
 		RedisTimeout:   common.RedisTimeout,
 		APIKeys:        apiKeys,
+		Tokens:         tokens,
+		CORSOrigins:    corsOrigins,
 	}
 	if readAPI {
 		// The pools connect on first use, so the player routes serve while

@@ -119,6 +119,9 @@ func mask(name, value string) string {
 	if value == "" {
 		return value
 	}
+	if strings.HasSuffix(upper, "_PUBLIC_KEYS") {
+		return value // paths of public keys: nothing secret
+	}
 	if strings.Contains(upper, "PASSWORD") || strings.Contains(upper, "KEYS") || strings.Contains(upper, "SECRET") {
 		return "***"
 	}
