@@ -86,6 +86,9 @@ func NewServer(cfg Config) http.Handler {
 		cfg.Snapshots = cfg.ReadDB.Snapshots
 	}
 	s := &server{Config: cfg, heartbeatEvery: cfg.Stream.Timeout() / 4}
+	if cfg.Registry != nil && cfg.ReadDB != nil {
+		registerReplicaLag(cfg.Registry, cfg.ReadDB)
+	}
 	s.tokens = newTokens(cfg.Tokens, cfg.Registry, s.now)
 	for _, k := range cfg.APIKeys {
 		if k != "" {
