@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 )
@@ -39,6 +40,14 @@ var (
 		"the stage is neither configured nor active")
 	errUserNotFound = errorf(http.StatusNotFound, "user_not_found", "no profile and no session of this user")
 )
+
+// rateLimited is 429 rate_limited, to retry after d: whole seconds, rounded
+// up, at least 1.
+func rateLimited(d time.Duration) *Error {
+	return &Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
+		Message:    "too many requests; nothing was recorded, retry after Retry-After seconds",
+		RetryAfter: max(1, int((d+time.Second-1)/time.Second))}
+}
 
 // statusCodes maps echo's own errors (routing, body limits) to codes.
 var statusCodes = map[int]string{

@@ -52,12 +52,19 @@ type Config struct {
 	// APIKeys, when not empty, are the bearer keys that every route but the
 	// player writes and the ops probes requires (API_KEYS).
 	APIKeys []string
+	// Limits are the rate limits (zero value: none).
+	Limits RateLimits
+	// IPStorage is how much of a viewer's address is kept (IP_STORAGE;
+	// "": full).
+	IPStorage IPStorage
 }
 
 type server struct {
 	Config
 	heartbeatEvery time.Duration
 	keys           [][sha256.Size]byte
+	beats          *beatCache
+	trust          *trustMetrics
 }
 
 // NewServer returns the HTTP handler with every route of routes.go.
@@ -78,6 +85,8 @@ func NewServer(cfg Config) http.Handler {
 		cfg.Snapshots = cfg.ReadDB.Snapshots
 	}
 	s := &server{Config: cfg, heartbeatEvery: cfg.Stream.Timeout() / 4}
+	s.beats = newBeatCache(s.heartbeatEvery)
+	s.trust = newTrustMetrics(s)
 	for _, k := range cfg.APIKeys {
 		if k != "" {
 			s.keys = append(s.keys, sha256.Sum256([]byte(k)))
