@@ -25,6 +25,7 @@ import (
 	"github.com/viewpulse/viewpulse/events"
 	"github.com/viewpulse/viewpulse/internal/config"
 	"github.com/viewpulse/viewpulse/internal/ops"
+	"github.com/viewpulse/viewpulse/internal/ratelimit"
 	"github.com/viewpulse/viewpulse/store"
 )
 
@@ -50,6 +51,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	proxies := parsePrefixes(env, "TRUSTED_PROXIES")
 	apiKeys := splitList(env.String("API_KEYS", ""))
 	readAPI := env.Bool("READ_API", true)
+	trust := readTrust(env)
 	var dbURL, readURL string
 	if readAPI {
 		dbURL = config.DatabaseURL(env)
@@ -86,6 +88,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		TrustedProxies: proxies,
 		RedisTimeout:   common.RedisTimeout,
 		APIKeys:        apiKeys,
+		Limits:         trust.limits(ratelimit.New(rdb, common.RedisPrefix)),
+		IPStorage:      trust.ipStorage,
 	}
 	if readAPI {
 		// The pools connect on first use, so the player routes serve while
@@ -139,6 +143,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
 		IdleTimeout:       90 * time.Second,
+		ErrorLog:          ops.ErrorLog(log), // net/http's lines name peers: addresses redacted
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
