@@ -43,6 +43,8 @@ func (s *server) handleJoin() echo.HandlerFunc {
 		}
 		r := c.Request()
 		ip := c.RealIP()
+		// Before the Redis budget starts: the first IPv6 lookup loads a table.
+		country := s.country(r, ip)
 		ctx, cancel := context.WithTimeout(r.Context(), s.RedisTimeout)
 		defer cancel()
 		// Limits after validation, before the step; both within one budget.
@@ -52,7 +54,7 @@ func (s *server) handleJoin() echo.HandlerFunc {
 		at := s.now()
 		res, err := s.Stream.Join(ctx, events.JoinRequest{
 			Stage: req.StageARN, User: req.UserID, Participant: req.ParticipantID,
-			UA: truncate(r.UserAgent(), 512), IP: s.IPStorage.keep(ip), Country: s.country(r, ip),
+			UA: truncate(r.UserAgent(), 512), IP: s.IPStorage.keep(ip), Country: country,
 		})
 		if err != nil {
 			return s.redisError(c, "join", err)
