@@ -153,7 +153,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 			mux := http.NewServeMux()
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-			log.Warn("pprof served", "addr", pprofAddr, "err", http.ListenAndServe(pprofAddr, mux))
+			psrv := &http.Server{Addr: pprofAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: ops.ErrorLog(log)}
+			log.Warn("pprof served", "addr", pprofAddr, "err", psrv.ListenAndServe())
 		}()
 	}
 	log.Info("ingest listening", "addr", ln.Addr().String())
