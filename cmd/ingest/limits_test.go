@@ -111,3 +111,24 @@ func postJoin(t *testing.T, base, user string) (int, http.Header, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header, string(b)
 }
+
+// TestRunIPStorageNone: IP_STORAGE=none reaches the join step: the stream
+// holds no address (the full mode would hold 127.0.0.1).
+func TestRunIPStorageNone(t *testing.T) {
+	for mode, wantIP := range map[string]string{"none": "", "full": "127.0.0.1"} {
+		t.Run(mode, func(t *testing.T) {
+			rdb, prefix := testutil.Redis(t)
+			base := startIngest(t, prefix, map[string]string{"IP_STORAGE": mode, "READ_API": "false"})
+			if status, _, body := postJoin(t, base, "u"); status != 200 {
+				t.Fatalf("join: %d %s", status, body)
+			}
+			msgs, err := rdb.XRange(context.Background(), events.NewKeys(prefix).Stream(), "-", "+").Result()
+			if err != nil || len(msgs) != 1 {
+				t.Fatalf("stream: %v %v", msgs, err)
+			}
+			if ip, _ := msgs[0].Values[events.FieldIP].(string); ip != wantIP {
+				t.Fatalf("join event ip %q, want %q", ip, wantIP)
+			}
+		})
+	}
+}
