@@ -135,6 +135,9 @@ func (sh *beatShard) rotate(now time.Time, half time.Duration) {
 // skipHeartbeat answers whether a heartbeat for sid can be answered from
 // memory, and with which count.
 func (s *server) skipHeartbeat(sid string) (int64, bool) {
+	if s.NoHeartbeatSkip {
+		return 0, false
+	}
 	id, err := ulid.ParseStrict(sid)
 	if err != nil {
 		return 0, false
@@ -149,6 +152,9 @@ func (s *server) skipHeartbeat(sid string) (int64, bool) {
 // stepRan records the outcome of a join or heartbeat step for sid that
 // started at `at`: a success is remembered, a session not found forgotten.
 func (s *server) stepRan(sid string, at time.Time, viewers int64, err error) {
+	if s.NoHeartbeatSkip {
+		return
+	}
 	id, perr := ulid.ParseStrict(sid)
 	switch {
 	case perr != nil:
@@ -162,6 +168,9 @@ func (s *server) stepRan(sid string, at time.Time, viewers int64, err error) {
 // sessionLeft forgets sid after a leave step that started at `at`; closed:
 // the step closed it.
 func (s *server) sessionLeft(sid string, at time.Time, closed bool) {
+	if s.NoHeartbeatSkip {
+		return
+	}
 	if id, err := ulid.ParseStrict(sid); err == nil {
 		s.beats.forget(id, at, s.now(), closed)
 	}

@@ -116,3 +116,18 @@ func TestHeartbeatSkipHoldsOnlyRealSessions(t *testing.T) {
 		t.Fatalf("%v sessions held an interval after their last step, want 0", n)
 	}
 }
+
+// TestNoHeartbeatSkip: HEARTBEAT_SKIP=false runs the step for every
+// heartbeat.
+func TestNoHeartbeatSkip(t *testing.T) {
+	h := newHarness(t, func(c *api.Config) { c.NoHeartbeatSkip = true })
+	sid := h.join("fay").body["session_id"].(string)
+	for i := range 5 {
+		if a := h.heartbeat(sid); a.status != 200 {
+			t.Fatalf("heartbeat %d: %d %v", i, a.status, a.body)
+		}
+	}
+	if n := h.streamLen(); n != 6 {
+		t.Fatalf("stream holds %d entries, want the join and 5 heartbeats", n)
+	}
+}

@@ -57,6 +57,10 @@ type Config struct {
 	// IPStorage is how much of a viewer's address is kept (IP_STORAGE;
 	// "": full).
 	IPStorage IPStorage
+	// NoHeartbeatSkip runs the Redis step for every heartbeat, also those
+	// heartbeat_skip.go answers from memory (HEARTBEAT_SKIP=false): for
+	// benchmarks of the step.
+	NoHeartbeatSkip bool
 }
 
 type server struct {

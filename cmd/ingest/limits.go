@@ -10,15 +10,18 @@ import (
 type trust struct {
 	joinPerIP, joinPerUser, tokenPerKey ratelimit.Rate
 	ipStorage                           api.IPStorage
+	heartbeatSkip                       bool
 }
 
-// readTrust reads JOIN_RATE, JOIN_RATE_PER_USER, TOKEN_RATE and IP_STORAGE.
+// readTrust reads JOIN_RATE, JOIN_RATE_PER_USER, TOKEN_RATE, IP_STORAGE and
+// HEARTBEAT_SKIP.
 func readTrust(env *config.Env) trust {
 	return trust{
-		joinPerIP:   readRate(env, "JOIN_RATE", "600/m"),
-		joinPerUser: readRate(env, "JOIN_RATE_PER_USER", "20/m"),
-		tokenPerKey: readRate(env, "TOKEN_RATE", "6000/m"),
-		ipStorage:   readIPStorage(env),
+		joinPerIP:     readRate(env, "JOIN_RATE", "600/m"),
+		joinPerUser:   readRate(env, "JOIN_RATE_PER_USER", "20/m"),
+		tokenPerKey:   readRate(env, "TOKEN_RATE", "6000/m"),
+		ipStorage:     readIPStorage(env),
+		heartbeatSkip: env.Bool("HEARTBEAT_SKIP", true),
 	}
 }
 

@@ -66,7 +66,7 @@ func TestTwoIngestsShareOneJoinLimit(t *testing.T) {
 // TestRunRefusesBadTrustConfig: a bad rate or IP_STORAGE refuses the start,
 // naming each variable.
 func TestRunRefusesBadTrustConfig(t *testing.T) {
-	env := map[string]string{"JOIN_RATE": "600/min", "JOIN_RATE_PER_USER": "0/m", "TOKEN_RATE": "fast", "IP_STORAGE": "hashed"}
+	env := map[string]string{"JOIN_RATE": "600/min", "JOIN_RATE_PER_USER": "0/m", "TOKEN_RATE": "fast", "IP_STORAGE": "hashed", "HEARTBEAT_SKIP": "maybe"}
 	err := run(context.Background(), nil, func(k string) string { return env[k] }, &bytes.Buffer{})
 	if err == nil {
 		t.Fatal("started with bad values")

@@ -81,15 +81,16 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 
 	reg := ops.NewRegistry()
 	cfg := api.Config{
-		Stream:         stream,
-		Log:            log,
-		Registry:       reg,
-		Ready:          map[string]ops.Check{"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
-		TrustedProxies: proxies,
-		RedisTimeout:   common.RedisTimeout,
-		APIKeys:        apiKeys,
-		Limits:         trust.limits(ratelimit.New(rdb, common.RedisPrefix)),
-		IPStorage:      trust.ipStorage,
+		Stream:          stream,
+		Log:             log,
+		Registry:        reg,
+		Ready:           map[string]ops.Check{"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
+		TrustedProxies:  proxies,
+		RedisTimeout:    common.RedisTimeout,
+		APIKeys:         apiKeys,
+		Limits:          trust.limits(ratelimit.New(rdb, common.RedisPrefix)),
+		IPStorage:       trust.ipStorage,
+		NoHeartbeatSkip: !trust.heartbeatSkip,
 	}
 	if readAPI {
 		// The pools connect on first use, so the player routes serve while
