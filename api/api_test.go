@@ -339,6 +339,9 @@ func TestRedisDownAnswers503(t *testing.T) {
 	t.Cleanup(func() { rdb.Close() })
 	h := newHarnessOn(t, rdb, "vp")
 	sid := h.join("jack").body["session_id"].(string)
+	// Past half the heartbeat interval, so that the heartbeat needs Redis
+	// (an earlier one is answered from memory: heartbeat_skip.go).
+	h.clock.Add(16 * time.Second)
 	srv.Kill(t)
 	for _, tc := range []struct{ path, body string }{
 		{"/v1/viewers/join", `{"stage_arn":"` + stage + `","user_id":"kate"}`},

@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 )
@@ -56,6 +57,14 @@ var (
 func invalidToken(msg string) *Error  { return errorf(http.StatusUnauthorized, "invalid_token", msg) }
 func tokenExpired(msg string) *Error  { return errorf(http.StatusUnauthorized, "token_expired", msg) }
 func tokenMismatch(msg string) *Error { return errorf(http.StatusForbidden, "token_mismatch", msg) }
+
+// rateLimited is 429 rate_limited, to retry after d: whole seconds, rounded
+// up, at least 1.
+func rateLimited(d time.Duration) *Error {
+	return &Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
+		Message:    "too many requests; nothing was recorded, retry after Retry-After seconds",
+		RetryAfter: max(1, int((d+time.Second-1)/time.Second))}
+}
 
 // statusCodes maps echo's own errors (routing, body limits) to codes.
 var statusCodes = map[int]string{

@@ -32,7 +32,7 @@ func (s *server) routes(e *echo.Echo) {
 	e.GET("/openapi.json", handleOpenAPI, key)
 
 	// Viewer tokens: needs an API key even when API_KEYS is empty.
-	e.POST("/v1/tokens", s.handleMintToken(), s.requireMintKey)
+	e.POST("/v1/tokens", s.handleMintToken(), s.requireMintKey, s.limitByAPIKey)
 
 	// Live reads (Redis only).
 	e.GET("/v1/stages", s.handleStages(), key)

@@ -59,6 +59,15 @@ type Config struct {
 	// allowed, nil means "*"): the player routes and /sdk/ take all of
 	// them, the other routes only the ones listed explicitly (cors.go).
 	CORSOrigins []string
+	// Limits are the rate limits (zero value: none).
+	Limits RateLimits
+	// IPStorage is how much of a viewer's address is kept (IP_STORAGE;
+	// "": full).
+	IPStorage IPStorage
+	// NoHeartbeatSkip runs the Redis step for every heartbeat, also those
+	// heartbeat_skip.go answers from memory (HEARTBEAT_SKIP=false): for
+	// benchmarks of the step.
+	NoHeartbeatSkip bool
 }
 
 type server struct {
@@ -66,6 +75,8 @@ type server struct {
 	heartbeatEvery time.Duration
 	keys           [][sha256.Size]byte
 	tokens         *tokens
+	beats          *beatCache
+	trust          *trustMetrics
 }
 
 // NewServer returns the HTTP handler with every route of routes.go.
@@ -90,6 +101,8 @@ func NewServer(cfg Config) http.Handler {
 		registerReplicaLag(cfg.Registry, cfg.ReadDB)
 	}
 	s.tokens = newTokens(cfg.Tokens, cfg.Registry, s.now)
+	s.beats = newBeatCache(s.heartbeatEvery)
+	s.trust = newTrustMetrics(s)
 	for _, k := range cfg.APIKeys {
 		if k != "" {
 			s.keys = append(s.keys, sha256.Sum256([]byte(k)))

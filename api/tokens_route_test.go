@@ -11,6 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/viewpulse/viewpulse/api"
+	"github.com/viewpulse/viewpulse/internal/ratelimit"
 )
 
 // newMinter is a harness whose server mints tokens with a fresh Ed25519 key
@@ -141,5 +142,29 @@ func TestMintNeedsKeyAndSigningKey(t *testing.T) {
 	}
 	if a := off.mint(body); a.status != 401 {
 		t.Errorf("without a signing key nor an API key: %d %v (the 401 comes first)", a.status, a.body)
+	}
+}
+
+// TOKEN_RATE holds on the minting route itself, per API key, and a refused
+// mint signs nothing.
+func TestMintIsRateLimitedPerAPIKey(t *testing.T) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := newLimitedHarness(t, api.RateLimits{TokenPerKey: ratelimit.Rate{N: 2, Per: time.Minute}},
+		withTokens(api.TokenConfig{SigningKey: key}), func(c *api.Config) { c.APIKeys = []string{"mint-key", "other-key"} })
+	body := map[string]any{"user_id": "kai", "stage_arn": stage}
+	for i := range 2 {
+		if a := h.mint(body, mintAuth...); a.status != http.StatusOK {
+			t.Fatalf("mint %d: %d %v", i, a.status, a.body)
+		}
+	}
+	a := h.mint(body, mintAuth...)
+	if a.status != http.StatusTooManyRequests || a.code() != "rate_limited" || a.header.Get("Retry-After") == "" || a.body["token"] != nil {
+		t.Fatalf("third mint in a minute: %d %v", a.status, a.body)
+	}
+	if a := h.mint(body, "Authorization", "Bearer other-key"); a.status != http.StatusOK {
+		t.Fatalf("another key's first mint: %d %v", a.status, a.body)
 	}
 }

@@ -48,15 +48,23 @@ func (s *server) handleJoin() echo.HandlerFunc {
 		}
 		r := c.Request()
 		ip := c.RealIP()
+		// Before the Redis budget starts: the first IPv6 lookup loads a table.
+		country := s.country(r, ip)
 		ctx, cancel := context.WithTimeout(r.Context(), s.RedisTimeout)
 		defer cancel()
+		// Limits after validation, before the step; both within one budget.
+		if err := s.limitJoin(ctx, ip, req.UserID); err != nil {
+			return err
+		}
+		at := s.now()
 		res, err := s.Stream.Join(ctx, events.JoinRequest{
 			Stage: req.StageARN, User: req.UserID, Participant: req.ParticipantID,
-			UA: truncate(r.UserAgent(), 512), IP: ip, Country: s.country(r, ip),
+			UA: truncate(r.UserAgent(), 512), IP: s.IPStorage.keep(ip), Country: country,
 		})
 		if err != nil {
 			return s.redisError(c, "join", err)
 		}
+		s.stepRan(res.Session, at, res.Viewers, nil)
 		return c.JSON(http.StatusOK, joinResponse{
 			SessionID: res.Session, Viewers: res.Viewers, Rejoined: res.Rejoined,
 			HeartbeatInterval: int(s.heartbeatEvery.Seconds()), Timeout: int(s.Stream.Timeout().Seconds()),
@@ -65,7 +73,8 @@ func (s *server) handleJoin() echo.HandlerFunc {
 }
 
 // handleHeartbeat: POST /v1/viewers/heartbeat. 404 session_not_found tells
-// the player to join again.
+// the player to join again. One sooner than half the interval after the
+// session's last step here is answered from memory (heartbeat_skip.go).
 func (s *server) handleHeartbeat() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		var req sessionRequest
@@ -75,9 +84,14 @@ func (s *server) handleHeartbeat() echo.HandlerFunc {
 		if err := checkSession(req.SessionID); err != nil {
 			return err
 		}
+		if n, ok := s.skipHeartbeat(req.SessionID); ok {
+			return c.JSON(http.StatusOK, map[string]int64{"viewers": n})
+		}
 		ctx, cancel := context.WithTimeout(c.Request().Context(), s.RedisTimeout)
 		defer cancel()
+		at := s.now()
 		n, err := s.Stream.Heartbeat(ctx, req.SessionID)
+		s.stepRan(req.SessionID, at, n, err)
 		if err != nil {
 			return s.redisError(c, "heartbeat", err)
 		}
@@ -98,7 +112,9 @@ func (s *server) handleLeave() echo.HandlerFunc {
 		}
 		ctx, cancel := context.WithTimeout(c.Request().Context(), s.RedisTimeout)
 		defer cancel()
+		at := s.now()
 		closed, err := s.Stream.Leave(ctx, req.SessionID)
+		s.sessionLeft(req.SessionID, at, closed)
 		if err != nil {
 			return s.redisError(c, "leave", err)
 		}

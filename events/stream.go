@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/oklog/ulid/v2"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -108,7 +107,7 @@ func (s *Stream) Join(ctx context.Context, r JoinRequest) (JoinResult, error) {
 	res, err := s.run(ctx, joinScript, now, s.MaxLen,
 		// The ULID's time is the join's: the Lua steps read the join time
 		// back from the session ID instead of storing it.
-		ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
+		NewSessionID(now),
 		r.User, r.Stage, r.Participant, r.UA, r.IP, r.Country, s.PeakKeep.Milliseconds())
 	if err != nil {
 		return JoinResult{}, fmt.Errorf("join: %w", err)

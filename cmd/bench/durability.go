@@ -39,7 +39,8 @@ func durabilityPhase(ctx context.Context, e *env, r *Results) error {
 		}
 		hport := freePort()
 		ing, err := e.start(ctx, "ingest-"+mode, filepath.Join(e.bin, "ingest"), nil, "http://127.0.0.1:"+hport,
-			"HTTP_ADDR=127.0.0.1:"+hport, "REDIS_URL="+redisURL, "READ_API=false", "LOG_LEVEL=error", "LOG_FORMAT=json")
+			"HTTP_ADDR=127.0.0.1:"+hport, "REDIS_URL="+redisURL, "READ_API=false", "LOG_LEVEL=error", "LOG_FORMAT=json",
+			"JOIN_RATE=off", "JOIN_RATE_PER_USER=off")
 		if err != nil {
 			stopRedis()
 			return err

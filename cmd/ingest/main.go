@@ -25,6 +25,7 @@ import (
 	"github.com/viewpulse/viewpulse/events"
 	"github.com/viewpulse/viewpulse/internal/config"
 	"github.com/viewpulse/viewpulse/internal/ops"
+	"github.com/viewpulse/viewpulse/internal/ratelimit"
 	"github.com/viewpulse/viewpulse/store"
 )
 
@@ -52,6 +53,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	apiKeys := splitList(env.String("API_KEYS", ""))
 	tokens, corsOrigins := readTrust(env, apiKeys) // trust.go
 	readAPI := env.Bool("READ_API", true)
+	limits := readLimits(env) // limits.go
 	var dbURL, readURL string
 	if readAPI {
 		dbURL = config.DatabaseURL(env)
@@ -86,15 +88,18 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 
 	reg := ops.NewRegistry()
 	cfg := api.Config{
-		Stream:         stream,
-		Log:            log,
-		Registry:       reg,
-		Ready:          map[string]ops.Check{"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
-		TrustedProxies: proxies,
-		RedisTimeout:   common.RedisTimeout,
-		APIKeys:        apiKeys,
-		Tokens:         tokens,
-		CORSOrigins:    corsOrigins,
+		Stream:          stream,
+		Log:             log,
+		Registry:        reg,
+		Ready:           map[string]ops.Check{"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
+		TrustedProxies:  proxies,
+		RedisTimeout:    common.RedisTimeout,
+		APIKeys:         apiKeys,
+		Limits:          limits.limits(ratelimit.New(rdb, common.RedisPrefix)),
+		IPStorage:       limits.ipStorage,
+		NoHeartbeatSkip: !limits.heartbeatSkip,
+		Tokens:          tokens,
+		CORSOrigins:     corsOrigins,
 	}
 	if readAPI {
 		// The pools connect on first use, so the player routes serve while
@@ -148,6 +153,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
 		IdleTimeout:       90 * time.Second,
+		ErrorLog:          ops.ErrorLog(log), // net/http's lines name peers: addresses redacted
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -157,7 +163,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 			mux := http.NewServeMux()
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-			log.Warn("pprof served", "addr", pprofAddr, "err", http.ListenAndServe(pprofAddr, mux))
+			psrv := &http.Server{Addr: pprofAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: ops.ErrorLog(log)}
+			log.Warn("pprof served", "addr", pprofAddr, "err", psrv.ListenAndServe())
 		}()
 	}
 	log.Info("ingest listening", "addr", ln.Addr().String())
