@@ -128,13 +128,38 @@ func checkSession(id string) error {
 	return nil
 }
 
+// routeOnEscapedPath makes echo route every request on its escaped path, so
+// that every path parameter reaches the handlers escaped and is unescaped
+// there exactly once (pathParam). echo routes on URL.RawPath when it is set,
+// else on the already unescaped URL.Path; Go sets RawPath only when the
+// client's escaping differs from the default one, so without this a
+// parameter would be unescaped once or twice depending on how it was
+// written (a%2541b would read as aAb, 50%25off not at all).
+func routeOnEscapedPath(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if u := c.Request().URL; u.RawPath == "" {
+			u.RawPath = u.EscapedPath()
+		}
+		return next(c)
+	}
+}
+
+// pathParam returns path parameter name, unescaped once; field names it in
+// the error (400 invalid_<field>).
+func pathParam(c echo.Context, name, field string) (string, error) {
+	v, err := url.PathUnescape(c.Param(name))
+	if err != nil {
+		return "", invalid(field, "is not a valid URL-escaped path segment")
+	}
+	return v, nil
+}
+
 // stageParam returns the {stage} path parameter, unescaped and validated. The
 // ARN holds a '/', so clients send it escaped (%2F).
 func stageParam(c echo.Context) (string, error) {
-	raw := c.Param("stage")
-	arn, err := url.PathUnescape(raw)
+	arn, err := pathParam(c, "stage", "stage_arn")
 	if err != nil {
-		return "", invalid("stage_arn", "is not a valid URL-escaped path segment")
+		return "", err
 	}
 	if err := checkStage(arn); err != nil {
 		return "", err
@@ -142,16 +167,17 @@ func stageParam(c echo.Context) (string, error) {
 	return arn, nil
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }
-
-// userParam returns the {user} path parameter, unescaped and validated.
+// userParam returns the {user} path parameter, unescaped and validated. An id
+// holding '/' comes escaped (%2F), one holding '%' as %25.
 func userParam(c echo.Context) (string, error) {
-	id, err := url.PathUnescape(c.Param("user"))
+	id, err := pathParam(c, "user", "user_id")
 	if err != nil {
-		return "", invalid("user_id", "is not a valid URL-escaped path segment")
+		return "", err
 	}
 	return id, checkUser(id)
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }
 
 // intQuery reads query parameter name as an integer in [min, max]; def when
 // it is absent or empty. Errors: 400 invalid_<name>.
