@@ -64,6 +64,12 @@ func (a answer) code() string {
 	return s
 }
 
+func (a answer) message() string {
+	e, _ := a.body["error"].(map[string]any)
+	s, _ := e["message"].(string)
+	return s
+}
+
 func (h *harness) do(method, path, contentType, body string, headers ...string) answer {
 	h.t.Helper()
 	req, err := http.NewRequest(method, h.srv.URL+path, strings.NewReader(body))

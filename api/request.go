@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,9 +29,11 @@ var (
 
 const maxARN, maxUser = 128, 128
 
-// bind decodes the JSON body of c into v. JSON must come as application/json;
-// allowPlain also takes text/plain, which navigator.sendBeacon sends. Unknown
-// fields are ignored. Errors are *Error: 415, 413 or 400.
+// bind decodes the JSON body of c into the struct v points to, strictly
+// (decodeObject): exact key names, no repeated key, valid UTF-8, one object.
+// JSON must come as application/json; allowPlain also takes text/plain, which
+// navigator.sendBeacon sends. Unknown fields are ignored. Errors are *Error:
+// 415, 413 or 400 invalid_json.
 func bind(c echo.Context, v any, allowPlain bool) error {
 	r := c.Request()
 	mt, _, err := mime.ParseMediaType(r.Header.Get(echo.HeaderContentType))
@@ -43,34 +44,18 @@ func bind(c echo.Context, v any, allowPlain bool) error {
 		}
 		return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be "+want)
 	}
-	body := http.MaxBytesReader(c.Response(), r.Body, maxBody)
-	dec := json.NewDecoder(body)
-	if err := dec.Decode(v); err != nil {
-		return decodeError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, maxBody))
+	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return decodeError(err)
+			return errorf(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body must be at most %d bytes", maxBody))
 		}
-		return errorf(http.StatusBadRequest, "invalid_json", "the body must hold one JSON object and nothing after it")
+		return errorf(http.StatusBadRequest, "invalid_json", "the body could not be read")
+	}
+	if err := decodeObject(body, v); err != nil {
+		return err
 	}
 	return nil
-}
-
-func decodeError(err error) *Error {
-	var tooLarge *http.MaxBytesError
-	var typeErr *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &tooLarge):
-		return errorf(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body must be at most %d bytes", maxBody))
-	case errors.As(err, &typeErr):
-		return errorf(http.StatusBadRequest, "invalid_json", fmt.Sprintf("field %s must be a %s", typeErr.Field, typeErr.Type))
-	case errors.Is(err, io.EOF):
-		return errorf(http.StatusBadRequest, "invalid_json", "the body is empty")
-	default:
-		return errorf(http.StatusBadRequest, "invalid_json", "the body is not a JSON object")
-	}
 }
 
 func invalid(field, rule string) *Error {
