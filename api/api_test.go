@@ -386,7 +386,8 @@ func TestHealth(t *testing.T) {
 	if a := h.do(http.MethodGet, "/healthz", "", ""); a.status != 200 {
 		t.Fatalf("healthz = %d", a.status)
 	}
-	if a := h.do(http.MethodGet, "/readyz", "", ""); a.status != 503 {
+	if a := h.do(http.MethodGet, "/readyz", "", ""); a.status != 503 || fmt.Sprint(a.body["failed"]) != "[broken]" ||
+		a.message() != "a dependency does not answer: broken" {
 		t.Fatalf("readyz = %d %v", a.status, a.body)
 	}
 }

@@ -16,7 +16,7 @@ func (s *server) routes(e *echo.Echo) {
 
 	// Operator probes: always open.
 	e.GET("/healthz", echo.WrapHandler(http.HandlerFunc(ops.Healthz)))
-	e.GET("/readyz", echo.WrapHandler(ops.Readyz(s.Ready)))
+	e.GET("/readyz", echo.WrapHandler(ops.Readyz(s.Ready, s.Log)))
 	if s.Registry != nil {
 		e.GET("/metrics", echo.WrapHandler(metricsHandler(s.Registry)))
 	}
