@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/viewpulse/viewpulse/api"
+	"github.com/viewpulse/viewpulse/events"
 	"github.com/viewpulse/viewpulse/internal/testutil"
 	"github.com/viewpulse/viewpulse/store"
 )
@@ -19,13 +20,29 @@ import (
 // schema.
 func newReadHarness(t *testing.T, mutate ...func(*api.Config)) (*harness, *store.DB) {
 	t.Helper()
-	db, err := store.Open(context.Background(), testutil.Schema(t), store.Options{Migrate: true, MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
+	db := newReadDB(t)
 	h := newHarness(t, append([]func(*api.Config){func(c *api.Config) { c.ReadDB = db }}, mutate...)...)
 	return h, db
+}
+
+// newReadDB opens a fresh migrated schema, closed at the end of tb.
+func newReadDB(tb testing.TB) *store.DB {
+	tb.Helper()
+	db, err := store.Open(context.Background(), testutil.Schema(tb), store.Options{Migrate: true, MaxConns: 4})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(db.Close)
+	return db
+}
+
+// newReadServer is a server with the read API on, over a fresh schema and
+// key prefix, for tests (fuzz targets) that call its handler directly.
+func newReadServer(tb testing.TB) http.Handler {
+	tb.Helper()
+	rdb, prefix := testutil.Redis(tb)
+	return api.NewServer(api.Config{Stream: events.NewStream(rdb, prefix, 120*time.Second), ReadDB: newReadDB(tb),
+		RedisTimeout: 2 * time.Second})
 }
 
 func exec(t *testing.T, db *store.DB, sql string, args ...any) {
@@ -271,6 +288,9 @@ func TestReadBadParameters(t *testing.T) {
 		{"GET", "/v1/stages/" + st + "/snapshots?from=2025-01-01T00:00:00Z&to=2025-03-01T00:00:00Z", "", "invalid_window"},
 		{"GET", "/v1/stages/" + st + "/snapshots?from=yesterday", "", "invalid_from"},
 		{"GET", "/v1/stages/" + st + "/snapshots?to=2025-01-01", "", "invalid_to"},
+		// Times whose UTC year the answer could not show.
+		{"GET", "/v1/stages/" + st + "/snapshots?to=9999-12-31T23:59:59-23:59", "", "invalid_to"},
+		{"GET", "/v1/stages/" + st + "/snapshots?from=0001-01-01T00:00:00%2B23:59&to=0001-01-02T00:00:00Z", "", "invalid_from"},
 		{"PUT", "/v1/stages/" + st, `{"max_viewers":0}`, "invalid_max_viewers"},
 		{"PUT", "/v1/stages/" + st, `{"max_viewers":25001}`, "invalid_max_viewers"},
 		{"PUT", "/v1/stages/" + st, `{"stage_name":"` + strings.Repeat("n", 101) + `"}`, "invalid_stage_name"},

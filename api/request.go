@@ -178,16 +178,18 @@ func intQuery(c echo.Context, name string, def, min, max int) (int, error) {
 	return n, nil
 }
 
-// timeQuery reads query parameter name as an RFC 3339 time; def when it is
-// absent or empty. Errors: 400 invalid_<name>.
+// timeQuery reads query parameter name as an RFC 3339 time, in UTC from the
+// year 1 to 9999 (an offset can push 9999-12-31T23:59:59-23:59 past what the
+// answer can show); def when it is absent or empty. Errors: 400
+// invalid_<name>.
 func timeQuery(c echo.Context, name string, def time.Time) (time.Time, error) {
 	raw := c.QueryParam(name)
 	if raw == "" {
 		return def, nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, raw)
-	if err != nil {
-		return time.Time{}, invalid(name, "must be an RFC 3339 time such as 2025-01-31T18:00:00Z")
+	if y := t.UTC().Year(); err != nil || y < 1 || y > 9999 {
+		return time.Time{}, invalid(name, "must be an RFC 3339 time such as 2025-01-31T18:00:00Z, in UTC from the year 1 to 9999")
 	}
 	return t.UTC(), nil
 }
