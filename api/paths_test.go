@@ -8,7 +8,32 @@ import (
 	"time"
 
 	"github.com/viewpulse/viewpulse/projector"
+	"github.com/viewpulse/viewpulse/store"
 )
+
+// project runs the real projector over h's stream until every event is in
+// db, and fails the test if any was dead-lettered.
+func (h *harness) project(db *store.DB) {
+	h.t.Helper()
+	p := projector.New(h.rdb, h.stream.Keys(), db, projector.Config{Consumer: "test", BatchSize: 100, Block: time.Millisecond,
+		Log: slog.New(slog.DiscardHandler)})
+	ctx := context.Background()
+	if err := p.Init(ctx); err != nil {
+		h.t.Fatal(err)
+	}
+	for {
+		n, err := p.Step(ctx)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if dead, err := h.rdb.XLen(ctx, h.stream.Keys().DeadLetter()).Result(); err != nil || dead != 0 {
+		h.t.Fatalf("%d events dead-lettered (%v)", dead, err)
+	}
+}
 
 // TestUserIDsRoundTripFromJoinToHistory joins as users whose ids hold '%',
 // '/', '+', spaces and non-ASCII, projects the events into PostgreSQL, and
@@ -22,21 +47,7 @@ func TestUserIDsRoundTripFromJoinToHistory(t *testing.T) {
 	for _, u := range users {
 		sessions[u] = h.join(u).body["session_id"].(string)
 	}
-	p := projector.New(h.rdb, h.stream.Keys(), db, projector.Config{Consumer: "test", BatchSize: 100, Block: time.Millisecond,
-		Log: slog.New(slog.DiscardHandler)})
-	ctx := context.Background()
-	if err := p.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		n, err := p.Step(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			break
-		}
-	}
+	h.project(db)
 
 	for _, u := range users {
 		path := "/v1/users/" + url.PathEscape(u) + "/history"

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -121,5 +122,35 @@ func TestConfigBodiesRefuseNULAndInvalidText(t *testing.T) {
 	}
 	if a := h.put(st, `{"stage_name":"Main","Max_Viewers":3}`); a.status != 201 || a.body["max_viewers"] != nil || a.body["stage_name"] != "Main" {
 		t.Errorf("case-variant stage keys = %d %v", a.status, a.body)
+	}
+}
+
+// TestUserAgentReachesPostgreSQLAsText: the User-Agent header may carry any
+// bytes above 0x7f, and the 512-byte cut may fall inside a character; either
+// way the join's row reaches PostgreSQL (not the dead letters) with valid
+// text.
+func TestUserAgentReachesPostgreSQLAsText(t *testing.T) {
+	h, db := newReadHarness(t)
+	uas := map[string]string{
+		"invalid": "agent/\xff\xfe 1.0",
+		"cut":     strings.Repeat("a", 511) + "é and more",
+	}
+	want := map[string]string{
+		"invalid": "agent/\ufffd 1.0", // one U+FFFD per run of invalid bytes
+		"cut":     strings.Repeat("a", 511),
+	}
+	for user, ua := range uas {
+		a := h.do(http.MethodPost, "/v1/viewers/join", "application/json", `{"stage_arn":"`+stage+`","user_id":"`+user+`"}`, "User-Agent", ua)
+		if a.status != 200 {
+			t.Fatalf("join with User-Agent %q = %d %v", ua, a.status, a.body)
+		}
+	}
+	h.project(db)
+	for user := range uas {
+		a := h.get("/v1/users/" + user + "/history")
+		got, _ := a.body["sessions"].([]any)
+		if len(got) != 1 || got[0].(map[string]any)["user_agent"] != want[user] {
+			t.Errorf("%s: history = %d %v, want user_agent %q", user, a.status, a.body, want[user])
+		}
 	}
 }
