@@ -20,8 +20,9 @@ import (
 // case-insensitively, let the last of a repeated key win and turn invalid
 // text into U+FFFD, so distinct bodies would decode as one. The fields' values
 // decode as encoding/json decodes them (a null leaves a non-pointer field
-// alone); nested objects are not held to these rules. Errors are 400
-// invalid_json with a message for people.
+// alone; the keys of a nested object, which no request has, would match as
+// encoding/json matches them). Errors are 400 invalid_json with a message for
+// people.
 func decodeObject(b []byte, v any) *Error {
 	i := skipSpace(b, 0)
 	switch {
