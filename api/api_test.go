@@ -64,6 +64,12 @@ func (a answer) code() string {
 	return s
 }
 
+func (a answer) message() string {
+	e, _ := a.body["error"].(map[string]any)
+	s, _ := e["message"].(string)
+	return s
+}
+
 func (h *harness) do(method, path, contentType, body string, headers ...string) answer {
 	h.t.Helper()
 	req, err := http.NewRequest(method, h.srv.URL+path, strings.NewReader(body))
@@ -386,7 +392,8 @@ func TestHealth(t *testing.T) {
 	if a := h.do(http.MethodGet, "/healthz", "", ""); a.status != 200 {
 		t.Fatalf("healthz = %d", a.status)
 	}
-	if a := h.do(http.MethodGet, "/readyz", "", ""); a.status != 503 {
+	if a := h.do(http.MethodGet, "/readyz", "", ""); a.status != 503 || fmt.Sprint(a.body["failed"]) != "[broken]" ||
+		a.message() != "a dependency does not answer: broken" {
 		t.Fatalf("readyz = %d %v", a.status, a.body)
 	}
 }

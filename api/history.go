@@ -177,13 +177,13 @@ func (s *server) handlePutUser() echo.HandlerFunc {
 }
 
 // checkEmail accepts none, or one bare address (no display name) of at most
-// 254 characters.
+// 254 bytes, all printable.
 func checkEmail(v *string) (*string, error) {
 	if v == nil || *v == "" {
 		return nil, nil
 	}
 	addr, err := mail.ParseAddress(*v)
-	if len(*v) > 254 || err != nil || addr.Address != *v {
+	if len(*v) > 254 || err != nil || addr.Address != *v || !printable(*v, 254) {
 		return nil, invalid("email", "must be one address such as name@example.com, at most 254 characters")
 	}
 	return v, nil

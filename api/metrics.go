@@ -10,25 +10,40 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// metrics are the HTTP series of the server. Every label value comes from a
+// closed set, so no request can add series: method is a standard method or
+// "other", route a registered route template or "unmatched", status the
+// status the server wrote.
 type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// routes are the registered route templates, filled by track once every
+	// route is added.
+	routes map[string]bool
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "viewpulse_http_requests_total", Help: "HTTP requests by route and status.",
+			Name: "viewpulse_http_requests_total", Help: "HTTP requests by method, route and status.",
 		}, []string{"method", "route", "status"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "viewpulse_http_request_duration_seconds", Help: "HTTP request latency by route.",
+			Name: "viewpulse_http_request_duration_seconds", Help: "HTTP request latency by method and route.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"method", "route"}),
+		routes: map[string]bool{},
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.duration)
 	}
 	return m
+}
+
+// track records the route templates of e as the route label's values.
+func (m *metrics) track(e *echo.Echo) {
+	for _, r := range e.Routes() {
+		m.routes[r.Path] = true
+	}
 }
 
 func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
@@ -39,22 +54,26 @@ func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err) // write the answer now so its status is counted
 		}
 		route := c.Path()
-		if route == "" {
+		if !m.routes[route] {
+			// echo's 404 leaves the path empty or sets a partial match.
 			route = "unmatched"
 		}
-		method := c.Request().Method
-		if !knownMethods[method] {
-			method = "other" // a client picks the method: keep the label set closed
-		}
+		method := methodLabel(c.Request().Method)
 		m.requests.WithLabelValues(method, route, strconv.Itoa(c.Response().Status)).Inc()
 		m.duration.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
 		return nil
 	}
 }
 
-var knownMethods = map[string]bool{
-	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
-	http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true,
+// methodLabel is method when it is one of the standard methods, else
+// "other": a client can send any token as a method.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "other"
 }
 
 func metricsHandler(reg *prometheus.Registry) http.Handler {

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/viewpulse/viewpulse/api"
+	"github.com/viewpulse/viewpulse/events"
 	"github.com/viewpulse/viewpulse/internal/testutil"
 	"github.com/viewpulse/viewpulse/store"
 )
@@ -18,13 +20,29 @@ import (
 // schema.
 func newReadHarness(t *testing.T, mutate ...func(*api.Config)) (*harness, *store.DB) {
 	t.Helper()
-	db, err := store.Open(context.Background(), testutil.Schema(t), store.Options{Migrate: true, MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
+	db := newReadDB(t)
 	h := newHarness(t, append([]func(*api.Config){func(c *api.Config) { c.ReadDB = db }}, mutate...)...)
 	return h, db
+}
+
+// newReadDB opens a fresh migrated schema, closed at the end of tb.
+func newReadDB(tb testing.TB) *store.DB {
+	tb.Helper()
+	db, err := store.Open(context.Background(), testutil.Schema(tb), store.Options{Migrate: true, MaxConns: 4})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(db.Close)
+	return db
+}
+
+// newReadServer is a server with the read API on, over a fresh schema and
+// key prefix, for tests (fuzz targets) that call its handler directly.
+func newReadServer(tb testing.TB) http.Handler {
+	tb.Helper()
+	rdb, prefix := testutil.Redis(tb)
+	return api.NewServer(api.Config{Stream: events.NewStream(rdb, prefix, 120*time.Second), ReadDB: newReadDB(tb),
+		RedisTimeout: 2 * time.Second})
 }
 
 func exec(t *testing.T, db *store.DB, sql string, args ...any) {
@@ -56,6 +74,12 @@ func snapshot(t *testing.T, db *store.DB, stage string, at time.Time, count, pea
 }
 
 func ptr(t time.Time) *time.Time { return &t }
+
+// sid is a fixed session id (a ULID) numbered n, for rows tests insert.
+func sid(n int) string { return fmt.Sprintf("01K0000000000000000000%04d", n) }
+
+// cursor is the opaque form of a history cursor's plain text.
+func cursor(plain string) string { return base64.RawURLEncoding.EncodeToString([]byte(plain)) }
 
 func stagePath(arn, rest string) string { return "/v1/stages/" + url.PathEscape(arn) + rest }
 
@@ -147,15 +171,16 @@ func TestSnapshotSeries(t *testing.T) {
 func TestUserHistoryPages(t *testing.T) {
 	h, db := newReadHarness(t)
 	now := h.clock.Now()
-	// h1 is the newest (open); h3 and h4 share joined_at, so session_id
-	// breaks the tie (h4 first).
-	session(t, db, "h1", "ursula", stage, ptr(now.Add(-time.Minute)), nil)
-	session(t, db, "h2", "ursula", otherStage, ptr(now.Add(-2*time.Hour)), ptr(now.Add(-time.Hour)))
-	session(t, db, "h3", "ursula", stage, ptr(now.Add(-3*time.Hour)), ptr(now.Add(-3*time.Hour+5*time.Second)))
-	session(t, db, "h4", "ursula", stage, ptr(now.Add(-3*time.Hour)), ptr(now.Add(-3*time.Hour+6*time.Second)))
-	session(t, db, "h5", "ursula", stage, ptr(now.Add(-4*time.Hour)), ptr(now.Add(-4*time.Hour+7*time.Second)))
-	session(t, db, "hx", "ursula", stage, nil, ptr(now)) // transient: left out
-	session(t, db, "vx", "victor", stage, ptr(now), nil)
+	// Session ids are ULIDs, as join makes them. sid(1) is the newest
+	// (open); sid(3) and sid(4) share joined_at, so session_id breaks the tie
+	// (sid(4) first).
+	session(t, db, sid(1), "ursula", stage, ptr(now.Add(-time.Minute)), nil)
+	session(t, db, sid(2), "ursula", otherStage, ptr(now.Add(-2*time.Hour)), ptr(now.Add(-time.Hour)))
+	session(t, db, sid(3), "ursula", stage, ptr(now.Add(-3*time.Hour)), ptr(now.Add(-3*time.Hour+5*time.Second)))
+	session(t, db, sid(4), "ursula", stage, ptr(now.Add(-3*time.Hour)), ptr(now.Add(-3*time.Hour+6*time.Second)))
+	session(t, db, sid(5), "ursula", stage, ptr(now.Add(-4*time.Hour)), ptr(now.Add(-4*time.Hour+7*time.Second)))
+	session(t, db, sid(6), "ursula", stage, nil, ptr(now)) // transient: left out
+	session(t, db, sid(7), "victor", stage, ptr(now), nil)
 
 	var got []string
 	cursor, pages := "", 0
@@ -184,7 +209,7 @@ func TestUserHistoryPages(t *testing.T) {
 		}
 		cursor = next
 	}
-	if strings.Join(got, ",") != "h1,h2,h4,h3,h5" || pages != 3 {
+	if strings.Join(got, ",") != strings.Join([]string{sid(1), sid(2), sid(4), sid(3), sid(5)}, ",") || pages != 3 {
 		t.Fatalf("pages = %d, sessions = %v", pages, got)
 	}
 	if a := h.get("/v1/users/ursula/history"); len(a.body["sessions"].([]any)) != 5 || a.body["next_cursor"] != nil {
@@ -239,10 +264,33 @@ func TestReadBadParameters(t *testing.T) {
 		{"GET", "/v1/users/u/history?cursor=%21%21", "", "invalid_cursor"},
 		{"GET", "/v1/users/u/history?cursor=bm90LWEtY3Vyc29y", "", "invalid_cursor"},
 		{"GET", "/v1/users/" + strings.Repeat("u", 129), "", "invalid_user_id"},
+		// Cursors whose parts PostgreSQL would refuse, or that join never
+		// makes: "1:\x00", "1:\xff\xfe", a session part that is no ULID, a
+		// time out of range, a non-canonical number.
+		{"GET", "/v1/users/u/history?cursor=MToA", "", "invalid_cursor"},
+		{"GET", "/v1/users/u/history?cursor=MTr__g", "", "invalid_cursor"},
+		{"GET", "/v1/users/u/history?cursor=" + cursor("1:s1"), "", "invalid_cursor"},
+		{"GET", "/v1/users/u/history?cursor=" + cursor("1:"+sid(1)+"x"), "", "invalid_cursor"},
+		{"GET", "/v1/users/u/history?cursor=" + cursor("1:"+strings.ToLower(sid(1))), "", "invalid_cursor"},
+		{"GET", "/v1/users/u/history?cursor=" + cursor("1:8ZZZZZZZZZZZZZZZZZZZZZZZZZ"), "", "invalid_cursor"},
+		{"GET", "/v1/users/u/history?cursor=" + cursor("9223372036854775807:"+sid(1)), "", "invalid_cursor"},
+		{"GET", "/v1/users/u/history?cursor=" + cursor("-9223372036854775808:"+sid(1)), "", "invalid_cursor"},
+		{"GET", "/v1/users/u/history?cursor=" + cursor("+1:"+sid(1)), "", "invalid_cursor"},
+		{"GET", "/v1/users/u/history?cursor=" + cursor(":"+sid(1)), "", "invalid_cursor"},
+		// Path segments that are no text.
+		{"GET", "/v1/users/%00/history", "", "invalid_user_id"},
+		{"GET", "/v1/users/a%ffb/history", "", "invalid_user_id"},
+		{"GET", "/v1/users/%C3%28", "", "invalid_user_id"},
+		{"PUT", "/v1/users/a%00", `{}`, "invalid_user_id"},
+		{"GET", "/v1/stages/%00/stats", "", "invalid_stage_arn"},
+		{"GET", "/v1/stages/" + st + "%ff/snapshots", "", "invalid_stage_arn"},
 		{"GET", "/v1/stages/" + st + "/snapshots?from=2025-01-02T00:00:00Z&to=2025-01-01T00:00:00Z", "", "invalid_window"},
 		{"GET", "/v1/stages/" + st + "/snapshots?from=2025-01-01T00:00:00Z&to=2025-03-01T00:00:00Z", "", "invalid_window"},
 		{"GET", "/v1/stages/" + st + "/snapshots?from=yesterday", "", "invalid_from"},
 		{"GET", "/v1/stages/" + st + "/snapshots?to=2025-01-01", "", "invalid_to"},
+		// Times whose UTC year the answer could not show.
+		{"GET", "/v1/stages/" + st + "/snapshots?to=9999-12-31T23:59:59-23:59", "", "invalid_to"},
+		{"GET", "/v1/stages/" + st + "/snapshots?from=0001-01-01T00:00:00%2B23:59&to=0001-01-02T00:00:00Z", "", "invalid_from"},
 		{"PUT", "/v1/stages/" + st, `{"max_viewers":0}`, "invalid_max_viewers"},
 		{"PUT", "/v1/stages/" + st, `{"max_viewers":25001}`, "invalid_max_viewers"},
 		{"PUT", "/v1/stages/" + st, `{"stage_name":"` + strings.Repeat("n", 101) + `"}`, "invalid_stage_name"},

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,9 +29,11 @@ var (
 
 const maxARN, maxUser = 128, 128
 
-// bind decodes the JSON body of c into v. JSON must come as application/json;
-// allowPlain also takes text/plain, which navigator.sendBeacon sends. Unknown
-// fields are ignored. Errors are *Error: 415, 413 or 400.
+// bind decodes the JSON body of c into the struct v points to, strictly
+// (decodeObject): exact key names, no repeated key, valid UTF-8, one object.
+// JSON must come as application/json; allowPlain also takes text/plain, which
+// navigator.sendBeacon sends. Unknown fields are ignored. Errors are *Error:
+// 415, 413 or 400 invalid_json.
 func bind(c echo.Context, v any, allowPlain bool) error {
 	r := c.Request()
 	mt, _, err := mime.ParseMediaType(r.Header.Get(echo.HeaderContentType))
@@ -43,34 +44,18 @@ func bind(c echo.Context, v any, allowPlain bool) error {
 		}
 		return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be "+want)
 	}
-	body := http.MaxBytesReader(c.Response(), r.Body, maxBody)
-	dec := json.NewDecoder(body)
-	if err := dec.Decode(v); err != nil {
-		return decodeError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, maxBody))
+	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return decodeError(err)
+			return errorf(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body must be at most %d bytes", maxBody))
 		}
-		return errorf(http.StatusBadRequest, "invalid_json", "the body must hold one JSON object and nothing after it")
+		return errorf(http.StatusBadRequest, "invalid_json", "the body could not be read")
+	}
+	if err := decodeObject(body, v); err != nil {
+		return err
 	}
 	return nil
-}
-
-func decodeError(err error) *Error {
-	var tooLarge *http.MaxBytesError
-	var typeErr *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &tooLarge):
-		return errorf(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("the body must be at most %d bytes", maxBody))
-	case errors.As(err, &typeErr):
-		return errorf(http.StatusBadRequest, "invalid_json", fmt.Sprintf("field %s must be a %s", typeErr.Field, typeErr.Type))
-	case errors.Is(err, io.EOF):
-		return errorf(http.StatusBadRequest, "invalid_json", "the body is empty")
-	default:
-		return errorf(http.StatusBadRequest, "invalid_json", "the body is not a JSON object")
-	}
 }
 
 func invalid(field, rule string) *Error {
@@ -128,13 +113,38 @@ func checkSession(id string) error {
 	return nil
 }
 
+// routeOnEscapedPath makes echo route every request on its escaped path, so
+// that every path parameter reaches the handlers escaped and is unescaped
+// there exactly once (pathParam). echo routes on URL.RawPath when it is set,
+// else on the already unescaped URL.Path; Go sets RawPath only when the
+// client's escaping differs from the default one, so without this a
+// parameter would be unescaped once or twice depending on how it was
+// written (a%2541b would read as aAb, 50%25off not at all).
+func routeOnEscapedPath(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if u := c.Request().URL; u.RawPath == "" {
+			u.RawPath = u.EscapedPath()
+		}
+		return next(c)
+	}
+}
+
+// pathParam returns path parameter name, unescaped once; field names it in
+// the error (400 invalid_<field>).
+func pathParam(c echo.Context, name, field string) (string, error) {
+	v, err := url.PathUnescape(c.Param(name))
+	if err != nil {
+		return "", invalid(field, "is not a valid URL-escaped path segment")
+	}
+	return v, nil
+}
+
 // stageParam returns the {stage} path parameter, unescaped and validated. The
 // ARN holds a '/', so clients send it escaped (%2F).
 func stageParam(c echo.Context) (string, error) {
-	raw := c.Param("stage")
-	arn, err := url.PathUnescape(raw)
+	arn, err := pathParam(c, "stage", "stage_arn")
 	if err != nil {
-		return "", invalid("stage_arn", "is not a valid URL-escaped path segment")
+		return "", err
 	}
 	if err := checkStage(arn); err != nil {
 		return "", err
@@ -142,16 +152,17 @@ func stageParam(c echo.Context) (string, error) {
 	return arn, nil
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }
-
-// userParam returns the {user} path parameter, unescaped and validated.
+// userParam returns the {user} path parameter, unescaped and validated. An id
+// holding '/' comes escaped (%2F), one holding '%' as %25.
 func userParam(c echo.Context) (string, error) {
-	id, err := url.PathUnescape(c.Param("user"))
+	id, err := pathParam(c, "user", "user_id")
 	if err != nil {
-		return "", invalid("user_id", "is not a valid URL-escaped path segment")
+		return "", err
 	}
 	return id, checkUser(id)
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }
 
 // intQuery reads query parameter name as an integer in [min, max]; def when
 // it is absent or empty. Errors: 400 invalid_<name>.
@@ -167,16 +178,18 @@ func intQuery(c echo.Context, name string, def, min, max int) (int, error) {
 	return n, nil
 }
 
-// timeQuery reads query parameter name as an RFC 3339 time; def when it is
-// absent or empty. Errors: 400 invalid_<name>.
+// timeQuery reads query parameter name as an RFC 3339 time, in UTC from the
+// year 1 to 9999 (an offset can push 9999-12-31T23:59:59-23:59 past what the
+// answer can show); def when it is absent or empty. Errors: 400
+// invalid_<name>.
 func timeQuery(c echo.Context, name string, def time.Time) (time.Time, error) {
 	raw := c.QueryParam(name)
 	if raw == "" {
 		return def, nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, raw)
-	if err != nil {
-		return time.Time{}, invalid(name, "must be an RFC 3339 time such as 2025-01-31T18:00:00Z")
+	if y := t.UTC().Year(); err != nil || y < 1 || y > 9999 {
+		return time.Time{}, invalid(name, "must be an RFC 3339 time such as 2025-01-31T18:00:00Z, in UTC from the year 1 to 9999")
 	}
 	return t.UTC(), nil
 }

@@ -17,7 +17,7 @@ func (s *server) routes(e *echo.Echo) {
 
 	// Operator probes: always open.
 	e.GET("/healthz", echo.WrapHandler(http.HandlerFunc(ops.Healthz)))
-	e.GET("/readyz", echo.WrapHandler(ops.Readyz(s.Ready)))
+	e.GET("/readyz", echo.WrapHandler(ops.Readyz(s.Ready, s.Log)))
 	if s.Registry != nil {
 		e.GET("/metrics", echo.WrapHandler(metricsHandler(s.Registry)))
 	}
@@ -38,18 +38,19 @@ func (s *server) routes(e *echo.Echo) {
 	e.GET("/v1/stages", s.handleStages(), key)
 	e.GET("/v1/stages/:stage/viewers", s.handleStageViewers(), key)
 
-	if s.ReadDB == nil {
-		return // READ_API=false: no PostgreSQL
-	}
-	// Stage configuration (writes on DATABASE_URL).
-	e.GET("/v1/stages/:stage", s.handleGetStage(), key)
-	e.PUT("/v1/stages/:stage", s.handlePutStage(), key)
-	e.DELETE("/v1/stages/:stage", s.handleDeleteStage(), key)
+	// READ_API=false (no PostgreSQL) leaves the rest out.
+	if s.ReadDB != nil {
+		// Stage configuration (writes on DATABASE_URL).
+		e.GET("/v1/stages/:stage", s.handleGetStage(), key)
+		e.PUT("/v1/stages/:stage", s.handlePutStage(), key)
+		e.DELETE("/v1/stages/:stage", s.handleDeleteStage(), key)
 
-	// History (reads on DATABASE_READ_URL).
-	e.GET("/v1/stages/:stage/stats", s.handleStageStats(), key)
-	e.GET("/v1/stages/:stage/snapshots", s.handleStageSnapshots(), key)
-	e.GET("/v1/users/:user", s.handleGetUser(), key)
-	e.PUT("/v1/users/:user", s.handlePutUser(), key)
-	e.GET("/v1/users/:user/history", s.handleUserHistory(), key)
+		// History (reads on DATABASE_READ_URL).
+		e.GET("/v1/stages/:stage/stats", s.handleStageStats(), key)
+		e.GET("/v1/stages/:stage/snapshots", s.handleStageSnapshots(), key)
+		e.GET("/v1/users/:user", s.handleGetUser(), key)
+		e.PUT("/v1/users/:user", s.handlePutUser(), key)
+		e.GET("/v1/users/:user/history", s.handleUserHistory(), key)
+	}
+	m.track(e)
 }

@@ -112,6 +112,7 @@ func NewServer(cfg Config) http.Handler {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
 	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
+	e.Pre(routeOnEscapedPath)
 	s.routes(e)
 	return e
 }

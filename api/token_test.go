@@ -362,12 +362,6 @@ func TestTokensOffIgnoresTokens(t *testing.T) {
 	}
 }
 
-func (a answer) message() string {
-	e, _ := a.body["error"].(map[string]any)
-	s, _ := e["message"].(string)
-	return s
-}
-
 // metrics returns the text of GET /metrics.
 func (h *harness) metrics() string {
 	h.t.Helper()

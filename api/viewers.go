@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/netip"
 	"regexp"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"github.com/phuslu/iploc"
@@ -59,7 +61,7 @@ func (s *server) handleJoin() echo.HandlerFunc {
 		at := s.now()
 		res, err := s.Stream.Join(ctx, events.JoinRequest{
 			Stage: req.StageARN, User: req.UserID, Participant: req.ParticipantID,
-			UA: truncate(r.UserAgent(), 512), IP: s.IPStorage.keep(ip), Country: country,
+			UA: userAgent(r), IP: s.IPStorage.keep(ip), Country: country,
 		})
 		if err != nil {
 			return s.redisError(c, "join", err)
@@ -153,9 +155,21 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
+// maxUA bounds the recorded User-Agent, in bytes.
+const maxUA = 512
+
+// userAgent is r's User-Agent as text PostgreSQL takes: a header may carry
+// any byte above 0x7f, so invalid UTF-8 becomes U+FFFD (the agent is shown,
+// never matched on), and the cut at maxUA bytes falls on a character
+// boundary.
+func userAgent(r *http.Request) string {
+	ua := strings.ToValidUTF8(r.UserAgent(), "\uFFFD")
+	if len(ua) <= maxUA {
+		return ua
 	}
-	return s[:n]
+	cut := maxUA
+	for cut > 0 && !utf8.RuneStart(ua[cut]) {
+		cut--
+	}
+	return ua[:cut]
 }

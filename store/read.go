@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/oklog/ulid/v2"
 )
 
 // watchedSeconds is a session's watch time in whole seconds, an open session
@@ -155,14 +156,28 @@ func formatCursor(joined time.Time, session string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(joined.UnixMicro(), 10) + ":" + session))
 }
 
+// maxCursorMicros bounds a cursor's time to before the year 10000: joins are
+// stamped with the clock, and PostgreSQL refuses times far enough out.
+const maxCursorMicros = 253402300800000000
+
+// parseCursor accepts exactly what formatCursor makes: strict base64url, a
+// canonical decimal time from 1970 to 9999 and a session id that is a
+// canonical ULID, as join makes them. Anything else, which could carry bytes
+// PostgreSQL refuses as text, is ErrInvalidCursor.
 func parseCursor(c string) (time.Time, string, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(c)
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(c)
 	if err != nil {
 		return time.Time{}, "", ErrInvalidCursor
 	}
 	micros, session, ok := strings.Cut(string(raw), ":")
+	if !ok {
+		return time.Time{}, "", ErrInvalidCursor
+	}
 	us, err := strconv.ParseInt(micros, 10, 64)
-	if !ok || err != nil || session == "" || len(session) > 64 {
+	if err != nil || us < 0 || us >= maxCursorMicros || strconv.FormatInt(us, 10) != micros {
+		return time.Time{}, "", ErrInvalidCursor
+	}
+	if id, err := ulid.ParseStrict(session); err != nil || id.String() != session {
 		return time.Time{}, "", ErrInvalidCursor
 	}
 	return time.UnixMicro(us).UTC(), session, nil

@@ -128,7 +128,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	g := pool.New().WithErrors().WithContext(ctx).WithCancelOnError()
 	g.Go(func(ctx context.Context) error {
-		return ops.Serve(ctx, s.MetricsAddr, ops.Handler(reg, checks), log)
+		return ops.Serve(ctx, s.MetricsAddr, ops.Handler(reg, checks, log), log)
 	})
 	g.Go(func(ctx context.Context) error { return p.Run(ctx, s.Drain) })
 	err = g.Wait()

@@ -111,7 +111,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	p := pool.New().WithErrors().WithContext(ctx).WithCancelOnError()
 	p.Go(func(ctx context.Context) error {
-		if err := ops.Serve(ctx, cfg.metricsAddr, ops.Handler(reg, checks), log); err != nil {
+		if err := ops.Serve(ctx, cfg.metricsAddr, ops.Handler(reg, checks, log), log); err != nil {
 			return fmt.Errorf("ops server: %w", err)
 		}
 		return nil

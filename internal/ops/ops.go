@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,20 +36,28 @@ func Healthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // Readyz answers 200 when every check passes within two seconds, else 503
-// with the failing checks by name.
-func Readyz(checks map[string]Check) http.HandlerFunc {
+// with the names of the failing checks only: the route is open, and a
+// dependency's error can name its user, database and address. Each failure
+// is logged at warn with its error.
+func Readyz(checks map[string]Check, log *slog.Logger) http.HandlerFunc {
+	names := make([]string, 0, len(checks))
+	for name := range checks {
+		names = append(names, name)
+	}
+	sort.Strings(names)
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		failed := map[string]string{}
-		for name, check := range checks {
-			if err := check(ctx); err != nil {
-				failed[name] = err.Error()
+		var failed []string
+		for _, name := range names {
+			if err := checks[name](ctx); err != nil {
+				log.Warn("readiness check failed", "dependency", name, "err", err)
+				failed = append(failed, name)
 			}
 		}
 		if len(failed) > 0 {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{
-				"error":  map[string]string{"code": "dependency_unavailable", "message": "a dependency does not answer"},
+				"error":  map[string]string{"code": "dependency_unavailable", "message": notReady(failed)},
 				"failed": failed,
 			})
 			return
@@ -56,11 +66,19 @@ func Readyz(checks map[string]Check) http.HandlerFunc {
 	}
 }
 
-// Handler serves /healthz, /readyz and /metrics.
-func Handler(reg *prometheus.Registry, checks map[string]Check) http.Handler {
+func notReady(failed []string) string {
+	if len(failed) == 1 {
+		return "a dependency does not answer: " + failed[0]
+	}
+	return "dependencies do not answer: " + strings.Join(failed, ", ")
+}
+
+// Handler serves /healthz, /readyz and /metrics; log receives the failed
+// readiness checks.
+func Handler(reg *prometheus.Registry, checks map[string]Check, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", Healthz)
-	mux.Handle("GET /readyz", Readyz(checks))
+	mux.Handle("GET /readyz", Readyz(checks, log))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux
 }
