@@ -32,18 +32,21 @@ func ParseIPStorage(s string) (IPStorage, error) {
 }
 
 // keep returns what of ip this mode stores: all of it, its network prefix,
-// or "" (nothing). An address that does not parse is stored only in full
-// mode, as before.
+// or "" (nothing). The address is stored as PostgreSQL's inet takes it: an
+// IPv4-mapped address unmapped, an IPv6 zone (fe80::1%eth0, a link-local
+// peer) dropped; one that does not parse is not stored, since the projector
+// could not write its row.
 func (m IPStorage) keep(ip string) string {
-	switch m {
-	case IPNone:
+	if m == IPNone {
 		return ""
+	}
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ""
+	}
+	addr = addr.Unmap().WithZone("")
+	switch m {
 	case IPTruncated:
-		addr, err := netip.ParseAddr(ip)
-		if err != nil {
-			return ""
-		}
-		addr = addr.Unmap().WithZone("")
 		bits := 48
 		if addr.Is4() {
 			bits = 24
@@ -51,5 +54,5 @@ func (m IPStorage) keep(ip string) string {
 		p, _ := addr.Prefix(bits)
 		return p.Addr().String()
 	}
-	return ip
+	return addr.String()
 }

@@ -41,6 +41,12 @@ func main() {
 // shutdownGrace bounds the drain of in-flight requests at SIGTERM.
 const shutdownGrace = 10 * time.Second
 
+// maxHeaderBytes bounds a request's line and headers (net/http answers 431
+// above it). A player's request carries a few hundred bytes; net/http's
+// default of 1 MiB would let each slow connection hold a megabyte for
+// ReadHeaderTimeout. 64 KiB leaves room for a customer domain's cookies.
+const maxHeaderBytes = 64 << 10
+
 func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
 	env := config.NewEnv(getenv)
 	common := config.ReadCommon(env, stdout)
@@ -154,6 +160,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		WriteTimeout:      10 * time.Second,
 		IdleTimeout:       90 * time.Second,
 		ErrorLog:          ops.ErrorLog(log), // net/http's lines name peers: addresses redacted
+		MaxHeaderBytes:    maxHeaderBytes,
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

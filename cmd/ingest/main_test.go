@@ -139,6 +139,29 @@ func TestRunReadAPIModes(t *testing.T) {
 	}
 }
 
+// TestRunBoundsHeaderBytes: request headers over 64 KiB are refused with
+// 431 before any handler runs; a request just under it is served.
+func TestRunBoundsHeaderBytes(t *testing.T) {
+	base := startRun(t, map[string]string{"READ_API": "false"})
+	send := func(n int) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, base+"/healthz", nil)
+		req.Header.Set("X-Padding", strings.Repeat("p", n))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if status := send(60 << 10); status != http.StatusOK {
+		t.Errorf("60 KiB of headers = %d, want 200", status)
+	}
+	if status := send(100 << 10); status != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("100 KiB of headers = %d, want 431", status)
+	}
+}
+
 // waitOK waits until GET url answers 200.
 func waitOK(t *testing.T, url string) {
 	t.Helper()
