@@ -21,7 +21,7 @@ import (
 func TestTwoIngestsShareOneJoinLimit(t *testing.T) {
 	rdb, prefix := testutil.Redis(t)
 	env := map[string]string{"JOIN_RATE": "10/m", "JOIN_RATE_PER_USER": "off", "READ_API": "false"}
-	bases := []string{startIngest(t, prefix, env), startIngest(t, prefix, env)}
+	bases := []string{startIngest(t, prefix, env, nil), startIngest(t, prefix, env, nil)}
 	ok := map[string]bool{}
 	for i := range 20 {
 		user := fmt.Sprint("viewer-", i)
@@ -78,28 +78,6 @@ func TestRunRefusesBadLimitConfig(t *testing.T) {
 	}
 }
 
-// startIngest runs ingest on prefix with env until the test ends, and
-// returns its base URL once /healthz answers.
-func startIngest(t *testing.T, prefix string, env map[string]string) string {
-	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	full := map[string]string{"REDIS_URL": testutil.RedisURL(t), "REDIS_PREFIX": prefix, "HTTP_ADDR": addr, "LOG_FORMAT": "json"}
-	for k, v := range env {
-		full[k] = v
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return full[k] }, &testutil.Buffer{}) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run returned %v", err)
-		}
-	})
-	waitOK(t, "http://"+addr+"/healthz")
-	return "http://" + addr
-}
-
 func postJoin(t *testing.T, base, user string) (int, http.Header, string) {
 	t.Helper()
 	resp, err := http.Post(base+"/v1/viewers/join", "application/json",
@@ -118,7 +96,7 @@ func TestRunIPStorageNone(t *testing.T) {
 	for mode, wantIP := range map[string]string{"none": "", "full": "127.0.0.1"} {
 		t.Run(mode, func(t *testing.T) {
 			rdb, prefix := testutil.Redis(t)
-			base := startIngest(t, prefix, map[string]string{"IP_STORAGE": mode, "READ_API": "false"})
+			base := startIngest(t, prefix, map[string]string{"IP_STORAGE": mode, "READ_API": "false"}, nil)
 			if status, _, body := postJoin(t, base, "u"); status != 200 {
 				t.Fatalf("join: %d %s", status, body)
 			}

@@ -80,11 +80,25 @@ func get(t *testing.T, url, key string) int {
 func startRun(t *testing.T, env map[string]string) string {
 	t.Helper()
 	_, prefix := testutil.Redis(t)
+	return startIngest(t, prefix, env, nil)
+}
+
+// startIngest runs ingest on prefix with env (the test's Redis and a free
+// port added) until the test ends, its logs into logs when not nil, and
+// returns its base URL once /healthz answers.
+func startIngest(t *testing.T, prefix string, env map[string]string, logs *testutil.Buffer) string {
+	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	env["REDIS_URL"], env["REDIS_PREFIX"], env["HTTP_ADDR"], env["LOG_FORMAT"] = testutil.RedisURL(t), prefix, addr, "json"
+	full := map[string]string{"REDIS_URL": testutil.RedisURL(t), "REDIS_PREFIX": prefix, "HTTP_ADDR": addr, "LOG_FORMAT": "json"}
+	for k, v := range env {
+		full[k] = v
+	}
+	if logs == nil {
+		logs = &testutil.Buffer{}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, &testutil.Buffer{}) }()
+	go func() { done <- run(ctx, nil, func(k string) string { return full[k] }, logs) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -79,7 +79,8 @@ func TestRunRefusesBadTrustConfig(t *testing.T) {
 func TestRunTokenFlow(t *testing.T) {
 	p384, _, edPriv := keyFiles(t)
 	var logs testutil.Buffer
-	base := startRunLogging(t, map[string]string{
+	_, prefix := testutil.Redis(t)
+	base := startIngest(t, prefix, map[string]string{
 		"VIEWER_AUTH": "token", "VIEWER_TOKEN_SIGNING_KEY": edPriv, "IVS_PUBLIC_KEYS": p384,
 		"API_KEYS": "ops-key", "READ_API": "false", "CORS_ORIGINS": "https://player.example.com",
 	}, &logs)
@@ -121,29 +122,11 @@ func TestRunTokenFlow(t *testing.T) {
 // TestRunWarnsTokensOff: the default VIEWER_AUTH=off warns at start.
 func TestRunWarnsTokensOff(t *testing.T) {
 	var logs testutil.Buffer
-	startRunLogging(t, map[string]string{"READ_API": "false"}, &logs)
+	_, prefix := testutil.Redis(t)
+	startIngest(t, prefix, map[string]string{"READ_API": "false"}, &logs)
 	if out := logs.String(); !strings.Contains(out, `"level":"WARN","msg":"VIEWER_AUTH=off`) || !strings.Contains(out, `"viewer_auth":"off"`) {
 		t.Fatalf("no warning for VIEWER_AUTH=off:\n%s", out)
 	}
-}
-
-// startRunLogging is startRun whose logs go to logs.
-func startRunLogging(t *testing.T, env map[string]string, logs *testutil.Buffer) string {
-	t.Helper()
-	_, prefix := testutil.Redis(t)
-	addr := "127.0.0.1:" + itoa(testutil.FreePort(t))
-	env["REDIS_URL"], env["REDIS_PREFIX"], env["HTTP_ADDR"], env["LOG_FORMAT"] = testutil.RedisURL(t), prefix, addr, "json"
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, logs) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run returned %v", err)
-		}
-	})
-	waitOK(t, "http://"+addr+"/healthz")
-	return "http://" + addr
 }
 
 // postJSON posts body with an optional bearer, decodes the answer into out
@@ -166,9 +149,4 @@ func postJSON(t *testing.T, url, body, bearer string, out any) int {
 		}
 	}
 	return resp.StatusCode
-}
-
-func itoa(n int) string {
-	b, _ := json.Marshal(n)
-	return string(b)
 }
