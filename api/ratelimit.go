@@ -33,12 +33,15 @@ const (
 	scopeToken    = "token"
 )
 
-// limitJoin applies the join limits of client address ip and user in one
-// Redis step, within ctx (the join's Redis budget). Errors: 429 rate_limited.
-func (s *server) limitJoin(ctx context.Context, ip, user string) error {
-	return s.limit(ctx,
-		ratelimit.Check{Scope: scopeJoinIP, ID: ip, Rate: s.Limits.JoinPerIP},
-		ratelimit.Check{Scope: scopeJoinUser, ID: user, Rate: s.Limits.JoinPerUser})
+// joinIPCheck and joinUserCheck are the join limits (JOIN_RATE,
+// JOIN_RATE_PER_USER) of a client address and a user; s.limit applies them,
+// several in one Redis step.
+func (s *server) joinIPCheck(ip string) ratelimit.Check {
+	return ratelimit.Check{Scope: scopeJoinIP, ID: ip, Rate: s.Limits.JoinPerIP}
+}
+
+func (s *server) joinUserCheck(user string) ratelimit.Check {
+	return ratelimit.Check{Scope: scopeJoinUser, ID: user, Rate: s.Limits.JoinPerUser}
 }
 
 // limitByAPIKey is middleware that limits requests per bearer key

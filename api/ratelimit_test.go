@@ -1,8 +1,11 @@
 package api_test
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -139,4 +142,29 @@ func TestLimiterFailsOpen(t *testing.T) {
 func prefixOf(h *harness) string {
 	base := h.stream.Keys().Base() // "<prefix>:{0}:"
 	return base[:len(base)-len(":{0}:")]
+}
+
+// With viewer tokens on, an address is charged before its token's signature
+// is checked: a flood of forged tokens from one address costs one verify per
+// allowed join, then 429s that verify nothing.
+func TestForgedTokensAreLimitedBeforeVerifying(t *testing.T) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, reg := newLimitedHarness(t, api.RateLimits{JoinPerIP: ratelimit.Rate{N: 3, Per: time.Minute}},
+		func(c *api.Config) { c.Tokens = api.TokenConfig{Required: true, SigningKey: key} })
+	forged := `{"token":"eyJhbGciOiJFZERTQSJ9.eyJyZXNvdXJjZSI6ImEifQ.c2lnbmF0dXJl"}`
+	var codes []string
+	for range 6 {
+		a := h.do(http.MethodPost, "/v1/viewers/join", "application/json", forged, "X-Forwarded-For", "198.51.100.9")
+		codes = append(codes, a.code())
+	}
+	want := []string{"invalid_token", "invalid_token", "invalid_token", "rate_limited", "rate_limited", "rate_limited"}
+	if !slices.Equal(codes, want) {
+		t.Fatalf("answers %v, want %v", codes, want)
+	}
+	if n := metricValue(t, reg, "viewpulse_token_rejected_total", "reason", "invalid"); n != 3 {
+		t.Fatalf("%v tokens verified and refused, want 3", n)
+	}
 }

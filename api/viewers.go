@@ -42,21 +42,33 @@ func (s *server) handleJoin() echo.HandlerFunc {
 		if err := bind(c, &req, false); err != nil {
 			return err
 		}
-		if err := s.authorizeJoin(c, &req); err != nil {
-			return err // nothing appended
-		}
-		if err := firstErr(checkStage(req.StageARN), checkUser(req.UserID), checkParticipant(req.ParticipantID)); err != nil {
-			return err
-		}
 		r := c.Request()
 		ip := c.RealIP()
 		// Before the Redis budget starts: the first IPv6 lookup loads a table.
 		country := s.country(r, ip)
 		ctx, cancel := context.WithTimeout(r.Context(), s.RedisTimeout)
 		defer cancel()
-		// Limits after validation, before the step; both within one budget.
-		if err := s.limitJoin(ctx, ip, req.UserID); err != nil {
-			return err
+		if s.Tokens.Required {
+			// A signature check costs far more than a limit check (ES384:
+			// ~1 ms of CPU), so an address is charged before its token is
+			// verified, and the token's user after.
+			if err := s.limit(ctx, s.joinIPCheck(ip)); err != nil {
+				return err
+			}
+			if err := s.authorizeJoin(c, &req); err != nil {
+				return err // nothing appended
+			}
+			if err := s.limit(ctx, s.joinUserCheck(req.UserID)); err != nil {
+				return err
+			}
+		} else {
+			if err := firstErr(checkStage(req.StageARN), checkUser(req.UserID), checkParticipant(req.ParticipantID)); err != nil {
+				return err
+			}
+			// Limits after validation, before the step: one limiter step.
+			if err := s.limit(ctx, s.joinIPCheck(ip), s.joinUserCheck(req.UserID)); err != nil {
+				return err
+			}
 		}
 		at := s.now()
 		res, err := s.Stream.Join(ctx, events.JoinRequest{
