@@ -46,6 +46,7 @@ type options struct {
 	events                int
 	steady, steadyRef     time.Duration
 	skip                  map[string]bool
+	limits                bool
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -62,6 +63,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.IntVar(&o.events, "events", 1_000_000, "events the projector drains (and COPY and the seed pattern write)")
 	fs.DurationVar(&o.steady, "steady", 3*time.Minute, "steady viewer load with trimming on, for the bounded-memory figure")
 	fs.DurationVar(&o.steadyRef, "steady-ref", 2*time.Minute, "memory at this point of the steady load is the reference")
+	fs.BoolVar(&o.limits, "limits", false, "keep ingest's join rate limits on (at a rate the load never reaches) to measure their cost")
 	skip := fs.String("skip", "", "comma-separated phases to leave out: http, memory, projector, lag, steady, durability")
 	if err := fs.Parse(args); err != nil {
 		return err
