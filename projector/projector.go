@@ -13,12 +13,8 @@ package projector
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -39,8 +35,6 @@ const (
 	DefaultBatchTimeout = 60 * time.Second
 	// DefaultStallWarning is how long a batch may take before Run says so.
 	DefaultStallWarning = 10 * time.Second
-	// deadLetterMaxLen bounds the dead-letter stream (approximately).
-	deadLetterMaxLen = 100_000
 )
 
 // Config tunes a Projector. Zero values take the defaults above.
@@ -93,17 +87,13 @@ type Config struct {
 
 // Projector is one consumer of the event stream's projector group.
 type Projector struct {
-	cfg  Config
-	rdb  redis.UniversalClient
-	keys events.Keys
-	db   *store.DB
-	m    *Metrics
+	cfg Config
+	c   *events.Consumer // the Redis side: read, claim, ack, dead-letter, trim
+	db  *store.DB
+	m   *Metrics
 
-	recovering  bool      // next read is of this consumer's own pending entries
-	claimCursor string    // XAUTOCLAIM scan position
-	lastClaim   time.Time // when the last full XAUTOCLAIM scan ended
-	failedID    string    // first entry of the batch that failed last
-	failures    int       // how often it failed for its data
+	failedID string // first entry of the batch that failed last
+	failures int    // how often it failed for its data
 }
 
 // New returns a projector reading keys' stream with rdb and writing to db.
@@ -143,19 +133,22 @@ func New(rdb redis.UniversalClient, keys events.Keys, db *store.DB, cfg Config) 
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Projector{cfg: cfg, rdb: rdb, keys: keys, db: db, m: m, recovering: true, claimCursor: "0-0"}
+	c := events.NewConsumer(rdb, keys, events.ConsumerConfig{
+		Group: cfg.Group, Name: cfg.Consumer, BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait,
+		Block: cfg.Block, ClaimMinIdle: cfg.ClaimMinIdle, ClaimEvery: cfg.ClaimEvery, Now: cfg.Now,
+		Redelivered: func(n int) { m.Redelivered.Add(float64(n)) },
+		Deleted: func(n int) {
+			m.Deleted.Add(float64(n))
+			cfg.Log.Warn("pending entries were deleted from the stream before they were projected", "count", n)
+		},
+	})
+	return &Projector{cfg: cfg, c: c, db: db, m: m}
 }
 
 // Init creates the consumer group if it is missing, positioned at the
 // stream's start (and the stream with it), so that nothing written before the
 // first projector started is skipped.
-func (p *Projector) Init(ctx context.Context) error {
-	err := p.rdb.XGroupCreateMkStream(ctx, p.keys.Stream(), p.cfg.Group, "0").Err()
-	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
-		return fmt.Errorf("create group %s: %w", p.cfg.Group, err)
-	}
-	return nil
-}
+func (p *Projector) Init(ctx context.Context) error { return p.c.Init(ctx) }
 
 // Step reads one batch and projects it: its own pending entries first after
 // a start or a failure, then entries abandoned by other consumers, then new
@@ -163,13 +156,7 @@ func (p *Projector) Init(ctx context.Context) error {
 // handled, including dead-lettered ones. On error nothing unapplied was
 // acknowledged; the next Step retries the same entries.
 func (p *Projector) Step(ctx context.Context) (int, error) {
-	msgs, err := p.next(ctx)
-	if err != nil && strings.HasPrefix(err.Error(), "NOGROUP") {
-		// The stream or group was deleted under us: recreate and read again.
-		if err = p.Init(ctx); err == nil {
-			msgs, err = p.next(ctx)
-		}
-	}
+	msgs, err := p.c.Next(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -177,134 +164,10 @@ func (p *Projector) Step(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	if err := p.project(ctx, msgs); err != nil {
-		p.recovering = true
+		p.c.Recover()
 		return 0, err
 	}
 	return len(msgs), nil
-}
-
-// next returns the next batch to project.
-func (p *Projector) next(ctx context.Context) ([]redis.XMessage, error) {
-	for p.recovering {
-		msgs, err := p.read(ctx, "0", p.cfg.BatchSize, -1)
-		if err != nil {
-			return nil, err
-		}
-		live, err := p.dropDeleted(ctx, msgs)
-		if err != nil {
-			return nil, err
-		}
-		if len(live) > 0 {
-			p.m.Redelivered.Add(float64(len(live)))
-			return live, nil
-		}
-		if len(msgs) == 0 {
-			p.recovering = false
-		}
-	}
-	if now := p.cfg.Now(); p.claimCursor != "0-0" || now.Sub(p.lastClaim) >= p.cfg.ClaimEvery {
-		msgs, err := p.claim(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if p.claimCursor == "0-0" {
-			p.lastClaim = now
-		}
-		if len(msgs) > 0 {
-			p.m.Redelivered.Add(float64(len(msgs)))
-			return msgs, nil
-		}
-	}
-	msgs, err := p.read(ctx, ">", p.cfg.BatchSize, p.cfg.Block)
-	if err != nil || len(msgs) == 0 || p.cfg.BatchWait <= 0 {
-		return msgs, err
-	}
-	// The blocking read above runs on Redis's clock, so this wait does too.
-	deadline := time.Now().Add(p.cfg.BatchWait)
-	for len(msgs) < p.cfg.BatchSize {
-		wait := time.Until(deadline)
-		if wait < time.Millisecond {
-			break
-		}
-		more, err := p.read(ctx, ">", p.cfg.BatchSize-len(msgs), wait)
-		if err != nil {
-			return nil, err
-		}
-		msgs = append(msgs, more...)
-	}
-	return msgs, nil
-}
-
-// read is XREADGROUP from id ("0": own pending entries, ">": new ones);
-// block < 0 does not block.
-func (p *Projector) read(ctx context.Context, id string, count int, block time.Duration) ([]redis.XMessage, error) {
-	res, err := p.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-		Group: p.cfg.Group, Consumer: p.cfg.Consumer,
-		Streams: []string{p.keys.Stream(), id}, Count: int64(count), Block: block,
-	}).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read stream: %w", err)
-	}
-	if len(res) == 0 {
-		return nil, nil
-	}
-	return res[0].Messages, nil
-}
-
-// claim takes over entries pending on any consumer for longer than
-// ClaimMinIdle. Entries that were deleted from the stream while pending
-// (trimmed, XDEL) are dropped from the group by Redis and only counted.
-func (p *Projector) claim(ctx context.Context) ([]redis.XMessage, error) {
-	msgs, next, deleted, err := p.rdb.XAutoClaimWithDeleted(ctx, &redis.XAutoClaimArgs{
-		Stream: p.keys.Stream(), Group: p.cfg.Group, Consumer: p.cfg.Consumer,
-		MinIdle: p.cfg.ClaimMinIdle, Start: p.claimCursor, Count: int64(p.cfg.BatchSize),
-	}).Result()
-	if err != nil {
-		return nil, fmt.Errorf("claim: %w", err)
-	}
-	p.claimCursor = next
-	if err := p.forget(ctx, deleted); err != nil {
-		return nil, err
-	}
-	// Redis before 7 reports deleted entries among the claimed ones, empty.
-	return p.dropDeleted(ctx, msgs)
-}
-
-// dropDeleted acknowledges and counts entries of the own pending list whose
-// content is gone from the stream, returning the others.
-func (p *Projector) dropDeleted(ctx context.Context, msgs []redis.XMessage) ([]redis.XMessage, error) {
-	var gone []string
-	live := msgs[:0:0]
-	for _, m := range msgs {
-		if len(m.Values) == 0 {
-			gone = append(gone, m.ID)
-		} else {
-			live = append(live, m)
-		}
-	}
-	if err := p.forget(ctx, gone); err != nil {
-		return nil, err
-	}
-	return live, nil
-}
-
-// forget acknowledges pending entries that are gone from the stream, counts
-// them and says so: they were never projected, so a trim went too far or
-// someone ran XDEL.
-func (p *Projector) forget(ctx context.Context, ids []string) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	if err := p.ack(ctx, ids); err != nil {
-		return err
-	}
-	p.m.Deleted.Add(float64(len(ids)))
-	p.cfg.Log.Warn("pending entries were deleted from the stream before they were projected",
-		"count", len(ids), "first_id", ids[0])
-	return nil
 }
 
 // project decodes msgs, dead-letters what cannot be decoded and applies the
@@ -371,7 +234,7 @@ func (p *Projector) commit(ctx context.Context, entries []entry) error {
 			return err
 		}
 	}
-	if err := p.ack(ctx, ids); err != nil {
+	if err := p.c.Ack(ctx, ids); err != nil {
 		return err
 	}
 	p.m.Projected.Add(float64(len(entries)))
@@ -403,32 +266,11 @@ func (p *Projector) apply(ctx context.Context, ids []string, rows []store.Sessio
 	}
 }
 
-func (p *Projector) ack(ctx context.Context, ids []string) error {
-	if err := p.rdb.XAck(ctx, p.keys.Stream(), p.cfg.Group, ids...).Err(); err != nil {
-		return fmt.Errorf("ack %d entries: %w", len(ids), err)
-	}
-	return nil
-}
-
-// deadLetter appends m to the dead-letter stream with the reason and
-// acknowledges it, in one MULTI. Fields: id (the original entry ID), reason,
-// consumer, and fields (the original fields as a JSON object, so that no
-// original name can collide with ours).
+// deadLetter moves m to the dead-letter stream with the reason (and
+// acknowledges it), counts and logs it.
 func (p *Projector) deadLetter(ctx context.Context, m redis.XMessage, reason error) error {
-	orig, err := json.Marshal(m.Values)
-	if err != nil {
-		return fmt.Errorf("dead-letter %s: %w", m.ID, err)
-	}
-	_, err = p.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		pipe.XAdd(ctx, &redis.XAddArgs{
-			Stream: p.keys.DeadLetter(), MaxLen: deadLetterMaxLen, Approx: true,
-			Values: []any{"id", m.ID, "reason", reason.Error(), "consumer", p.cfg.Consumer, "fields", string(orig)},
-		})
-		pipe.XAck(ctx, p.keys.Stream(), p.cfg.Group, m.ID)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("dead-letter %s: %w", m.ID, err)
+	if err := p.c.DeadLetter(ctx, m, reason); err != nil {
+		return err
 	}
 	p.m.DeadLettered.Inc()
 	p.cfg.Log.Warn("entry dead-lettered", "id", m.ID, "reason", reason.Error())
@@ -511,19 +353,14 @@ func (p *Projector) maintain(ctx context.Context) {
 	}
 }
 
-// Observe refreshes the lag and pending gauges from XINFO GROUPS.
+// Observe refreshes the lag, pending and backlog gauges from XINFO GROUPS.
 func (p *Projector) Observe(ctx context.Context) error {
-	groups, err := p.rdb.XInfoGroups(ctx, p.keys.Stream()).Result()
+	b, err := p.c.Backlog(ctx)
 	if err != nil {
-		return fmt.Errorf("group info: %w", err)
+		return err
 	}
-	i := slices.IndexFunc(groups, func(g redis.XInfoGroup) bool { return g.Name == p.cfg.Group })
-	if i < 0 {
-		return fmt.Errorf("group info: no group %s", p.cfg.Group)
-	}
-	g := groups[i]
-	p.m.Lag.Set(float64(g.Lag))
-	p.m.Pending.Set(float64(g.Pending))
-	p.m.Backlog.Set(float64(g.Lag + g.Pending))
+	p.m.Lag.Set(float64(b.Lag))
+	p.m.Pending.Set(float64(b.Pending))
+	p.m.Backlog.Set(float64(b.Lag + b.Pending))
 	return nil
 }

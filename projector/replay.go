@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/viewpulse/viewpulse/events"
@@ -45,9 +44,9 @@ func Replay(ctx context.Context, rdb redis.UniversalClient, keys events.Keys, in
 	if len(sessions)+len(users) > 0 {
 		return rep, ErrTargetNotEmpty
 	}
-	rep.Truncated, err = truncated(ctx, rdb, keys.Stream())
+	rep.Truncated, err = events.Truncated(ctx, rdb, keys)
 	if err != nil {
-		return rep, err
+		return rep, fmt.Errorf("replay: %w", err)
 	}
 	apply := func(ctx context.Context, entries []entry) error {
 		evs := make([]events.Event, len(entries))
@@ -61,10 +60,10 @@ func Replay(ctx context.Context, rdb redis.UniversalClient, keys events.Keys, in
 		return nil
 	}
 	skip := func(context.Context, entry, error) error { rep.Skipped++; return nil }
-	for start := "-"; ; {
-		msgs, err := rdb.XRangeN(ctx, keys.Stream(), start, "+", int64(pageSize)).Result()
+	for {
+		msgs, err := events.Range(ctx, rdb, keys, rep.LastID, pageSize)
 		if err != nil {
-			return rep, fmt.Errorf("replay: read stream: %w", err)
+			return rep, fmt.Errorf("replay: %w", err)
 		}
 		if len(msgs) == 0 {
 			return rep, nil
@@ -88,21 +87,7 @@ func Replay(ctx context.Context, rdb redis.UniversalClient, keys events.Keys, in
 				return rep, fmt.Errorf("replay: %w", err)
 			}
 		}
-		start = "(" + rep.LastID
 	}
-}
-
-// truncated reports whether entries were ever removed from stream (XTRIM,
-// XDEL, MAXLEN): XINFO STREAM's max-deleted-entry-id is then above 0-0.
-func truncated(ctx context.Context, rdb redis.UniversalClient, stream string) (bool, error) {
-	info, err := rdb.XInfoStream(ctx, stream).Result()
-	if err != nil {
-		if strings.Contains(err.Error(), "no such key") {
-			return false, nil
-		}
-		return false, fmt.Errorf("replay: stream info: %w", err)
-	}
-	return info.MaxDeletedEntryID != "" && info.MaxDeletedEntryID != "0-0", nil
 }
 
 // Comparison is the result of Compare, per table.
