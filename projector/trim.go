@@ -17,4 +17,3 @@ func (p *Projector) Trim(ctx context.Context) (int64, error) {
 	p.m.Trimmed.Add(float64(n))
 	return n, nil
 }
-
