@@ -207,28 +207,77 @@ func (c Common) Logger(w io.Writer) *slog.Logger {
 // Redis opens a client to REDIS_URL whose every call is bounded: a dial,
 // read or write that takes longer than REDIS_TIMEOUT fails instead of
 // hanging (blocking reads get their BLOCK time on top), and a context
-// deadline cuts a call short.
-func (c Common) Redis() (*redis.Client, error) {
+// deadline cuts a call short. REDIS_URL names one server
+// (redis://[user:password@]host:port/db?options, rediss:// for TLS) or a
+// Redis Cluster by some of its nodes (redis+cluster://host1:port1,host2:port2
+// or rediss+cluster://…, with user, password and options as in redis://).
+func (c Common) Redis() (redis.UniversalClient, error) {
 	timeout := c.RedisTimeout
+	if u, ok := clusterURL(c.RedisURL); ok {
+		opt, err := redis.ParseClusterURL(u)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = timeout, timeout, timeout, timeout
+		opt.ContextTimeoutEnabled = true
+		return redis.NewClusterClient(opt), nil
+	}
 	opt, err := redis.ParseURL(c.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
-	opt.DialTimeout = timeout
-	opt.ReadTimeout = timeout
-	opt.WriteTimeout = timeout
-	opt.PoolTimeout = timeout
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = timeout, timeout, timeout, timeout
 	opt.ContextTimeoutEnabled = true
 	return redis.NewClient(opt), nil
+}
+
+// clusterURL turns redis+cluster://[userinfo@]h1:p1,h2:p2[/][?query] into
+// go-redis's cluster URL form, redis://[userinfo@]h1:p1?addr=h2:p2&query
+// (rediss for rediss+cluster); ok is false for any other scheme.
+func clusterURL(raw string) (string, bool) {
+	scheme, rest, found := strings.Cut(raw, "://")
+	if !found || (scheme != "redis+cluster" && scheme != "rediss+cluster") {
+		return "", false
+	}
+	hostPart, query, _ := strings.Cut(rest, "?")
+	userinfo := ""
+	if i := strings.LastIndex(hostPart, "@"); i >= 0 {
+		userinfo, hostPart = hostPart[:i+1], hostPart[i+1:]
+	}
+	hosts := strings.Split(strings.TrimSuffix(hostPart, "/"), ",")
+	q := url.Values{}
+	for _, h := range hosts[1:] {
+		q.Add("addr", h)
+	}
+	extra := q.Encode()
+	if query != "" {
+		if extra != "" {
+			extra += "&"
+		}
+		extra += query
+	}
+	u := strings.TrimSuffix(scheme, "+cluster") + "://" + userinfo + hosts[0]
+	if extra != "" {
+		u += "?" + extra
+	}
+	return u, true
 }
 
 // CheckRedis logs what the Redis in use promises about the event log, and
 // warns where it can lose it: a maxmemory-policy that may evict keys without
 // a TTL (the stream, presence) and an append-only file that is off. It only
 // logs: managed Redis services often refuse CONFIG GET.
-func CheckRedis(ctx context.Context, rdb *redis.Client, log *slog.Logger) {
+func CheckRedis(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		// every master holds part of the log: each must keep it
+		_ = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			CheckRedis(ctx, node, log.With("node", node.Options().Addr))
+			return nil
+		})
+		return
+	}
 	cfg, err := rdb.ConfigGet(ctx, "*").Result()
 	if err != nil {
 		log.Warn("cannot read the Redis configuration; make sure maxmemory-policy is noeviction and appendonly is yes", "err", err)

@@ -78,3 +78,19 @@ func TestSecretsMasked(t *testing.T) {
 		t.Fatalf("secret in log attrs: %s", s)
 	}
 }
+
+func TestClusterURL(t *testing.T) {
+	for raw, want := range map[string]string{
+		"redis+cluster://h1:7001,h2:7002,h3:7003":               "redis://h1:7001?addr=h2%3A7002&addr=h3%3A7003",
+		"rediss+cluster://u:p@h1:7001,h2:7002/?dial_timeout=2s": "rediss://u:p@h1:7001?addr=h2%3A7002&dial_timeout=2s",
+		"redis+cluster://h1:7001":                               "redis://h1:7001",
+	} {
+		got, ok := clusterURL(raw)
+		if !ok || got != want {
+			t.Errorf("clusterURL(%q) = %q %v, want %q", raw, got, ok, want)
+		}
+	}
+	if _, ok := clusterURL("redis://h1:6379/0"); ok {
+		t.Error("a single-server URL taken for a cluster")
+	}
+}
