@@ -183,12 +183,12 @@ func newE2E(t *testing.T, auth string, timeout time.Duration) *e2e {
 	e.endpoint = "http://localhost:" + port
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /player", e.servePage)
+	mux.HandleFunc("GET /player.html", e.servePage)
 	mux.HandleFunc("GET /token", e.serveToken)
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(page)
 	t.Cleanup(func() { srv.Close() })
-	e.pageURL = e.pageOrigin + "/player"
+	e.pageURL = e.pageOrigin + "/player.html"
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium), chromedp.UserDataDir(t.TempDir()),
@@ -207,32 +207,11 @@ func newE2E(t *testing.T, auth string, timeout time.Duration) *e2e {
 	return e
 }
 
-// servePage serves a player page: a <video> playing a generated test pattern
-// (a canvas stream), counted by the SDK loaded from ingest's origin.
+// servePage serves examples/player.html: a <video> playing a generated
+// test pattern (a canvas stream), counted by the SDK it loads from ingest's
+// origin.
 func (e *e2e) servePage(w http.ResponseWriter, r *http.Request) {
-	cfg, _ := json.Marshal(map[string]any{
-		"endpoint": e.endpoint, "stageArn": stageARN, "userId": r.URL.Query().Get("user"), "token": e.auth == "token",
-	})
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	fmt.Fprintf(w, `<!doctype html><meta charset="utf-8"><title>ViewPulse e2e</title>
-<video id="v" muted playsinline width="160" height="90"></video>
-<script src="%s/sdk/v1/viewpulse.js" crossorigin="anonymous"></script>
-<script>
-const cfg = %s;
-const c = document.createElement("canvas"); c.width = 160; c.height = 90;
-const g = c.getContext("2d"); let f = 0;
-setInterval(() => { g.fillStyle = "hsl(" + (f++ * 7 %% 360) + " 80%% 50%%)"; g.fillRect(0, 0, 160, 90); }, 100);
-const v = document.getElementById("v");
-v.srcObject = c.captureStream(10);
-window.vp = { errors: 0, state: "" };
-window.vpWatch = ViewPulse.watch({
-  endpoint: cfg.endpoint, stageArn: cfg.stageArn, userId: cfg.userId, media: v,
-  getToken: cfg.token ? () => fetch("/token?user=" + encodeURIComponent(cfg.userId)).then(r => r.text()) : undefined,
-  onState: s => { vp.state = s; console.log("state " + s); },
-  onError: e => { vp.errors++; console.log("error " + e.status + " " + e.code); },
-});
-v.play();
-</script>`, e.endpoint, cfg)
+	http.ServeFile(w, r, "../examples/player.html")
 }
 
 // serveToken is the website's backend: it mints a viewer token with its API
@@ -276,8 +255,13 @@ func (e *e2e) open(user string) *tab {
 		cancel()
 		e.t.Fatalf("open tab: %v", err)
 	}
-	e.tr.note("page opened: " + e.pageURL + "?user=" + user)
-	if err := chromedp.Do(ctx, chromedp.Navigate(e.pageURL+"?user="+url.QueryEscape(user))); err != nil {
+	q := url.Values{"endpoint": {e.endpoint}, "stage": {stageARN}, "user": {user}}
+	if e.auth == "token" {
+		q.Set("tokenUrl", "/token?user="+url.QueryEscape(user))
+	}
+	page := e.pageURL + "?" + q.Encode()
+	e.tr.note("page opened: " + page)
+	if err := chromedp.Do(ctx, chromedp.Navigate(page)); err != nil {
 		cancel()
 		e.t.Fatalf("open page: %v", err)
 	}
