@@ -13,6 +13,12 @@ command -v chromium >/dev/null || command -v chromium-browser >/dev/null ||
   { echo "FATAL: chromium is needed by the SDK's end-to-end tests (apt-get install -y chromium)"; exit 1; }
 node --version
 npm ci --no-audit --no-fund
+# go test ./... walks sdk/node_modules too: a dependency shipping .go files
+# would become a package of this module.
+if [ -n "$(find node_modules -name '*.go' -print -quit)" ]; then
+  echo "FATAL: sdk/node_modules holds .go files, which go test ./... would build:"; find node_modules -name '*.go' | head
+  exit 1
+fi
 npm run gen
 npm run build
 if [ -n "$(git status --porcelain -- src/openapi.ts dist/)" ]; then
