@@ -161,7 +161,7 @@ export function watch(o: WatchOptions): Watch {
         g,
       );
       sid = r.session_id;
-      interval = r.heartbeat_interval_seconds * 1000;
+      interval = (r.heartbeat_interval_seconds || 30) * 1000; // never a tight loop
       ok(r);
     } catch (e) {
       fail(e, g, join);
