@@ -6,6 +6,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/viewpulse/viewpulse/internal/ops"
+	"github.com/viewpulse/viewpulse/sdk"
 )
 
 // routes lists every route the server answers. openapi.json documents each
@@ -26,6 +27,10 @@ func (s *server) routes(e *echo.Echo) {
 	e.POST("/v1/viewers/join", s.handleJoin())
 	e.POST("/v1/viewers/heartbeat", s.handleHeartbeat())
 	e.POST("/v1/viewers/leave", s.handleLeave())
+
+	// The player SDK (sdk/dist, embedded): always open, cached for a year.
+	e.GET("/sdk/v1/viewpulse.js", handleSDKFile("viewpulse.js", sdk.IIFE))
+	e.GET("/sdk/v1/viewpulse.mjs", handleSDKFile("viewpulse.mjs", sdk.ESM))
 
 	// Everything below needs "Authorization: Bearer <key>" when API_KEYS is set.
 	key := s.requireKey
