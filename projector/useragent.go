@@ -94,3 +94,10 @@ func cut(s string) string {
 	}
 	return string([]rune(s)[:maxName])
 }
+
+// ClassifyUserAgent is ParseUserAgent as a store.Classify, for
+// store.DB.BackfillDevices.
+func ClassifyUserAgent(ua string) (deviceType, os, browser string) {
+	c := ParseUserAgent(ua)
+	return c.DeviceType, c.OS, c.Browser
+}
