@@ -32,7 +32,7 @@ func TestFold(t *testing.T) {
 	got := Fold(batch)
 	want := []store.SessionDelta{
 		{SessionID: "a", UserID: "u-a", StageARN: stage, ParticipantID: "p", JoinedAt: at(0), LastSeenAt: at(70),
-			LeftAt: at(70), EndReason: "timeout", UserAgent: "ua", IPAddress: "198.51.100.7", CountryCode: "FR", FirstSeenAt: at(0)},
+			LeftAt: at(70), EndReason: "timeout", UserAgent: "ua", IPAddress: "198.51.100.7", CountryCode: "FR", DeviceType: "other", FirstSeenAt: at(0)},
 		{SessionID: "b", UserID: "u-b", StageARN: stage, JoinedAt: at(-100), LastSeenAt: at(400), LeftAt: at(400),
 			EndReason: "leave", FirstSeenAt: at(-100)},
 		{SessionID: "c", UserID: "u-c", StageARN: stage, LastSeenAt: at(90), FirstSeenAt: at(10)},
