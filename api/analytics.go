@@ -216,7 +216,7 @@ func (s *server) exportCSV(c echo.Context, filename string, run func(context.Con
 	ctx, cancel := context.WithTimeout(c.Request().Context(), exportTimeout)
 	defer cancel()
 	res := c.Response()
-	rc := http.NewResponseController(res.Writer) // not res: echo's Flush panics where flushing is unsupported
+	rc := http.NewResponseController(res.Writer)           // not res: echo's Flush panics where flushing is unsupported
 	_ = rc.SetWriteDeadline(time.Now().Add(exportTimeout)) // ErrNotSupported under tests' recorders
 	w := csv.NewWriter(res)
 	w.UseCRLF = true
