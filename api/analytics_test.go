@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/viewpulse/viewpulse/api"
+	"github.com/viewpulse/viewpulse/internal/testutil"
 	"github.com/viewpulse/viewpulse/store"
 )
 
@@ -487,4 +488,39 @@ func TestCSVExportsParseBackIntoTheTable(t *testing.T) {
 	if _, recs := h.getCSV("/v1/users/nobody/history.csv"); len(recs) != 1 {
 		t.Errorf("unknown user: %d records", len(recs))
 	}
+}
+
+// TestCSVExportCutShortAbortsTheConnection: when PostgreSQL goes away in the
+// middle of an export, the answer (already 200) is cut off without its end,
+// so the client sees an error rather than a complete-looking file.
+func TestCSVExportCutShortAbortsTheConnection(t *testing.T) {
+	proxy, dsn := testutil.ProxyURL(t, testutil.Schema(t))
+	db, err := store.Open(context.Background(), dsn, store.Options{Migrate: true, MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	h := newHarness(t, func(c *api.Config) { c.ReadDB = db })
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	exec(t, db, `INSERT INTO viewer_sessions (session_id, user_id, stage_arn, joined_at, last_seen_at, user_agent)
+		SELECT lpad(i::text, 26, '0'), 'u', $1, $2::timestamptz + i * interval '1 second', $2::timestamptz + i * interval '1 second', repeat('x', 200)
+		  FROM generate_series(1, 100000) AS i`, stage, start)
+
+	resp, err := http.Get(h.srv.URL + stagePath(stage, "/sessions.csv?from=2025-12-31T00:00:00Z&to=2026-02-01T00:00:00Z"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Stop()
+	rest, err := io.ReadAll(resp.Body)
+	if err == nil {
+		t.Fatalf("the export ended cleanly after PostgreSQL went away (%d more bytes)", len(rest))
+	}
+	t.Logf("cut short after %d more bytes: %v", len(rest), err)
 }
