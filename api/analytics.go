@@ -36,9 +36,9 @@ var seriesSteps = []struct {
 	d    time.Duration
 }{{"1m", time.Minute}, {"5m", 5 * time.Minute}, {"1h", time.Hour}, {"1d", 24 * time.Hour}}
 
-// boolQuery reads query parameter name as true or false; def when absent or
+// boolQueryParam reads query parameter name as true or false; def when absent or
 // empty. Errors: 400 invalid_<name>.
-func boolQuery(c echo.Context, name string, def bool) (bool, error) {
+func boolQueryParam(c echo.Context, name string, def bool) (bool, error) {
 	switch c.QueryParam(name) {
 	case "":
 		return def, nil
@@ -67,7 +67,7 @@ func (s *server) handleStageBreakdown() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		bots, err := boolQuery(c, "include_bots", false)
+		bots, err := boolQueryParam(c, "include_bots", false)
 		if err != nil {
 			return err
 		}
@@ -129,7 +129,7 @@ func (s *server) handleStageSeries() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		from, to, err := window(c, s.now().UTC(), maxSeriesWindow, "366 days")
+		from, to, err := windowQuery(c, s.now().UTC(), maxSeriesWindow, "366 days")
 		if err != nil {
 			return err
 		}
@@ -150,10 +150,10 @@ func (s *server) handleStageSeries() echo.HandlerFunc {
 	}
 }
 
-// window reads from and to (RFC 3339) for a window ending by default at now
+// windowQuery reads from and to (RFC 3339) for a window ending by default at now
 // and 24 hours long, at most max (said as maxText) and not reversed.
 // Errors: 400 invalid_from, invalid_to, invalid_window.
-func window(c echo.Context, now time.Time, max time.Duration, maxText string) (time.Time, time.Time, error) {
+func windowQuery(c echo.Context, now time.Time, max time.Duration, maxText string) (time.Time, time.Time, error) {
 	to, err := timeQuery(c, "to", now)
 	if err != nil {
 		return time.Time{}, time.Time{}, err
@@ -180,7 +180,7 @@ func (s *server) handleStageSessionsCSV() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		from, to, err := window(c, s.now().UTC(), 0, "")
+		from, to, err := windowQuery(c, s.now().UTC(), 0, "")
 		if err != nil {
 			return err
 		}

@@ -34,7 +34,7 @@ func (s *server) handleStageStats() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		bots, err := boolQuery(c, "include_bots", false)
+		bots, err := boolQueryParam(c, "include_bots", false)
 		if err != nil {
 			return err
 		}
