@@ -52,7 +52,9 @@ func FuzzReadRoutes(f *testing.F) {
 	}
 	for _, q := range []string{"cursor=MToA", "cursor=MTr__g", "cursor=%00", "cursor=%ff", "limit=%ff", "limit=-1", "days=%00",
 		"days=99999999999999999999", "from=%ff&to=%00", "from=0000-01-01T00:00:00%2B23:59&to=0000-01-02T00:00:00Z",
-		"to=9999-12-31T23:59:59-23:59", "cursor=&limit=", "limit=1&limit=1000"} {
+		"to=9999-12-31T23:59:59-23:59", "cursor=&limit=", "limit=1&limit=1000",
+		"by=%00", "by=device&include_bots=%ff", "include_bots=true", "step=1m&from=0001-01-01T00:00:00Z&to=0001-12-31T00:00:00Z",
+		"step=auto&from=9998-12-31T00:00:00Z&to=9999-12-31T23:59:59Z", "step=%00", "step=1d&from=0001-01-01T00:00:00Z&to=9999-12-31T00:00:00Z"} {
 		f.Add("alice", q, "", "{}")
 		f.Add(arn, q, "", "{}")
 	}
@@ -82,6 +84,11 @@ func FuzzReadRoutes(f *testing.F) {
 				{http.MethodGet, "/v1/users/" + s},
 				{http.MethodPut, "/v1/users/" + s},
 				{http.MethodGet, "/v1/users/" + s + "/history?" + query},
+				{http.MethodGet, "/v1/stages/" + s + "/breakdown?by=os&" + query},
+				{http.MethodGet, "/v1/stages/" + s + "/breakdown?" + query},
+				{http.MethodGet, "/v1/stages/" + s + "/series?" + query},
+				{http.MethodGet, "/v1/stages/" + s + "/sessions.csv?" + query},
+				{http.MethodGet, "/v1/users/" + s + "/history.csv?" + query},
 			} {
 				u, err := url.ParseRequestURI(r.path)
 				if err != nil {

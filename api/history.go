@@ -19,9 +19,11 @@ const (
 	maxHistoryLimit = 100
 )
 
-// handleStageStats: GET /v1/stages/{stage}/stats?days=7, the stage's figures
-// over the last days (1..365). Open sessions count up to now; the peak comes
-// from the snapshot rows. An unknown stage has zero figures and peak_at null.
+// handleStageStats: GET /v1/stages/{stage}/stats?days=7&include_bots=false,
+// the stage's figures over the last days (1..365), bots' sessions left out
+// unless include_bots=true. Open sessions count up to now (the percentiles
+// leave them out); the peak comes from the snapshot rows, which count
+// everyone present. An unknown stage has zero figures and peak_at null.
 func (s *server) handleStageStats() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		arn, err := stageParam(c)
@@ -32,20 +34,25 @@ func (s *server) handleStageStats() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		bots, err := boolQueryParam(c, "include_bots", false)
+		if err != nil {
+			return err
+		}
 		now := s.now().UTC()
 		ctx, cancel := context.WithTimeout(c.Request().Context(), s.DBTimeout)
 		defer cancel()
-		st, err := s.ReadDB.StageStats(ctx, arn, days, now)
+		st, err := s.ReadDB.StageStats(ctx, arn, days, now, bots)
 		if err != nil {
 			return s.dbError(c, "stage stats", err)
 		}
 		return c.JSON(http.StatusOK, struct {
 			StageARN string    `json:"stage_arn"`
 			Days     int       `json:"days"`
+			Bots     bool      `json:"include_bots"`
 			From     time.Time `json:"from"`
 			To       time.Time `json:"to"`
 			store.StageStats
-		}{arn, days, now.AddDate(0, 0, -days), now, st})
+		}{arn, days, bots, now.AddDate(0, 0, -days), now, st})
 	}
 }
 

@@ -56,6 +56,12 @@ func (s *server) routes(e *echo.Echo) {
 		e.GET("/v1/users/:user", s.handleGetUser(), key)
 		e.PUT("/v1/users/:user", s.handlePutUser(), key)
 		e.GET("/v1/users/:user/history", s.handleUserHistory(), key)
+
+		// Analytics (api/analytics.go; reads on DATABASE_READ_URL).
+		e.GET("/v1/stages/:stage/breakdown", s.handleStageBreakdown(), key)
+		e.GET("/v1/stages/:stage/series", s.handleStageSeries(), key)
+		e.GET("/v1/stages/:stage/sessions.csv", s.handleStageSessionsCSV(), key)
+		e.GET("/v1/users/:user/history.csv", s.handleUserHistoryCSV(), key)
 	}
 	m.track(e)
 }

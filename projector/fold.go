@@ -17,7 +17,7 @@ func Fold(evs []events.Event) []store.SessionDelta {
 }
 
 // Delta is what one event says about its session's row: a join's at is the
-// join time; a heartbeat only moves last_seen_at; a leave or timeout carries
+// join time and its user agent is classified (ParseUserAgent); a heartbeat only moves last_seen_at; a leave or timeout carries
 // joined and last_seen and closes the row at last_seen, so it stands on its
 // own when it is projected before its join.
 func Delta(e events.Event) store.SessionDelta {
@@ -33,6 +33,8 @@ func Delta(e events.Event) store.SessionDelta {
 	case events.Join:
 		d.JoinedAt = e.At
 		d.UserAgent, d.IPAddress, d.CountryCode = e.UA, e.IP, e.Country
+		c := ParseUserAgent(e.UA)
+		d.DeviceType, d.OS, d.Browser = c.DeviceType, c.OS, c.Browser
 	case events.Leave, events.Timeout:
 		d.JoinedAt = e.Joined
 		d.LastSeenAt = e.LastSeen

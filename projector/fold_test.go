@@ -32,7 +32,7 @@ func TestFold(t *testing.T) {
 	got := Fold(batch)
 	want := []store.SessionDelta{
 		{SessionID: "a", UserID: "u-a", StageARN: stage, ParticipantID: "p", JoinedAt: at(0), LastSeenAt: at(70),
-			LeftAt: at(70), EndReason: "timeout", UserAgent: "ua", IPAddress: "198.51.100.7", CountryCode: "FR", FirstSeenAt: at(0)},
+			LeftAt: at(70), EndReason: "timeout", UserAgent: "ua", IPAddress: "198.51.100.7", CountryCode: "FR", DeviceType: "other", FirstSeenAt: at(0)},
 		{SessionID: "b", UserID: "u-b", StageARN: stage, JoinedAt: at(-100), LastSeenAt: at(400), LeftAt: at(400),
 			EndReason: "leave", FirstSeenAt: at(-100)},
 		{SessionID: "c", UserID: "u-c", StageARN: stage, LastSeenAt: at(90), FirstSeenAt: at(10)},
@@ -56,7 +56,7 @@ func BenchmarkFold(b *testing.B) {
 		e := events.Event{Type: events.Heartbeat, Session: s, User: "user-" + s[20:], Stage: stage, At: at(int64(i))}
 		switch i % 20 {
 		case 0:
-			e.Type, e.UA, e.IP, e.Country, e.Participant = events.Join, "Mozilla/5.0", "203.0.113.9", "DE", "p"
+			e.Type, e.UA, e.IP, e.Country, e.Participant = events.Join, benchUA, "203.0.113.9", "DE", "p"
 		case 1:
 			e.Type, e.Joined, e.LastSeen = events.Leave, at(0), at(int64(i))
 		}
@@ -68,3 +68,6 @@ func BenchmarkFold(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "events/s")
 }
+
+// benchUA is a real user agent, so that BenchmarkFold counts its parse.
+const benchUA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"

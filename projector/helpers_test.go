@@ -225,6 +225,10 @@ func (e *env) model() (map[string]store.SessionRow, map[string]store.UserRow) {
 			first(&s.UserAgent, ev.UA)
 			first(&s.IPAddress, ev.IP)
 			first(&s.CountryCode, ev.Country)
+			c := ParseUserAgent(ev.UA)
+			first(&s.DeviceType, c.DeviceType)
+			first(&s.OS, c.OS)
+			first(&s.Browser, c.Browser)
 		case events.Heartbeat:
 			latest(&s.LastSeenAt, ev.At)
 		case events.Leave, events.Timeout:

@@ -27,6 +27,14 @@ type StageStats struct {
 	AvgWatchSeconds   float64 `json:"avg_watch_seconds"`
 	MaxWatchSeconds   int64   `json:"max_watch_seconds"`
 	TotalWatchSeconds int64   `json:"total_watch_seconds"`
+	// The percentiles (continuous, interpolated) are over the sessions of
+	// the window that have closed: an open session has no duration yet and
+	// is left out. nil when none has closed.
+	MedianWatchSeconds *float64 `json:"median_watch_seconds"`
+	P90WatchSeconds    *float64 `json:"p90_watch_seconds"`
+	// ReturningViewers counts the window's viewers who joined the stage
+	// before the window too.
+	ReturningViewers int64 `json:"returning_viewers"`
 	// PeakViewers is the highest peak_viewers of the stage's snapshot rows in
 	// the window; PeakAt is that row's snapshot_time (the earliest on ties),
 	// nil when the window holds no snapshot.
@@ -34,14 +42,26 @@ type StageStats struct {
 	PeakAt      *time.Time `json:"peak_at"`
 }
 
-// $1 stage, $2 now, $3 days. Sessions whose join is not projected yet
-// (joined_at NULL) are left out.
+// notBot keeps a session unless its user agent is a bot's ($4 true: keep
+// every session). A session not classified yet (NULL) counts as a viewer.
+const notBot = `($4::bool OR device_type IS DISTINCT FROM 'bot')`
+
+// $1 stage, $2 now, $3 days, $4 include bots. Sessions whose join is not
+// projected yet (joined_at NULL) are left out.
 const stageStats = `
 WITH s AS (
-    SELECT user_id, ` + watchedSeconds + ` AS watched
+    SELECT user_id, ` + watchedSeconds + ` AS watched, left_at IS NOT NULL AS closed
       FROM viewer_sessions
      WHERE stage_arn = $1
        AND joined_at > $2::timestamptz - make_interval(days => $3::int) AND joined_at <= $2::timestamptz
+       AND ` + notBot + `
+), r AS (
+    SELECT count(*) AS n
+      FROM (SELECT DISTINCT user_id FROM s) u
+     WHERE EXISTS (SELECT 1 FROM viewer_sessions o
+                    WHERE o.user_id = u.user_id AND o.stage_arn = $1
+                      AND o.joined_at <= $2::timestamptz - make_interval(days => $3::int)
+                      AND ($4::bool OR o.device_type IS DISTINCT FROM 'bot'))
 ), p AS (
     SELECT peak_viewers, snapshot_time
       FROM viewer_stats_snapshots
@@ -52,15 +72,20 @@ WITH s AS (
 )
 SELECT count(*), count(DISTINCT user_id), coalesce(round(avg(watched), 2), 0)::float8,
        coalesce(max(watched), 0), coalesce(sum(watched), 0)::bigint,
+       round((percentile_cont(0.5) WITHIN GROUP (ORDER BY watched) FILTER (WHERE closed))::numeric, 2)::float8,
+       round((percentile_cont(0.9) WITHIN GROUP (ORDER BY watched) FILTER (WHERE closed))::numeric, 2)::float8,
+       (SELECT n FROM r),
        coalesce((SELECT peak_viewers FROM p), 0), (SELECT snapshot_time FROM p)
   FROM s`
 
-// StageStats returns stage's figures over the days ending at now. An unknown
-// stage has zero figures and no peak.
-func (db *DB) StageStats(ctx context.Context, stage string, days int, now time.Time) (StageStats, error) {
+// StageStats returns stage's figures over the days ending at now; sessions
+// of bots count only with includeBots. An unknown stage has zero figures and
+// no peak.
+func (db *DB) StageStats(ctx context.Context, stage string, days int, now time.Time, includeBots bool) (StageStats, error) {
 	var st StageStats
-	err := db.Pool.QueryRow(ctx, stageStats, stage, now, days).Scan(&st.TotalViews, &st.UniqueViewers,
-		&st.AvgWatchSeconds, &st.MaxWatchSeconds, &st.TotalWatchSeconds, &st.PeakViewers, &st.PeakAt)
+	err := db.Pool.QueryRow(ctx, stageStats, stage, now, days, includeBots).Scan(&st.TotalViews, &st.UniqueViewers,
+		&st.AvgWatchSeconds, &st.MaxWatchSeconds, &st.TotalWatchSeconds, &st.MedianWatchSeconds, &st.P90WatchSeconds,
+		&st.ReturningViewers, &st.PeakViewers, &st.PeakAt)
 	if err != nil {
 		return StageStats{}, fmt.Errorf("stage stats: %w", err)
 	}

@@ -30,6 +30,11 @@ type SessionDelta struct {
 	UserAgent     string
 	IPAddress     string
 	CountryCode   string
+	// DeviceType, OS and Browser classify UserAgent (the projector fills
+	// them at the join); merged first non-empty like it.
+	DeviceType string
+	OS         string
+	Browser    string
 	// FirstSeenAt is the earliest event time of the session in the batch; the
 	// users row's created_at is the least of these.
 	FirstSeenAt time.Time
@@ -56,6 +61,9 @@ func (d *SessionDelta) Merge(o SessionDelta) {
 	first(&d.UserAgent, o.UserAgent)
 	first(&d.IPAddress, o.IPAddress)
 	first(&d.CountryCode, o.CountryCode)
+	first(&d.DeviceType, o.DeviceType)
+	first(&d.OS, o.OS)
+	first(&d.Browser, o.Browser)
 }
 
 // minTime is the earlier of two times, a zero time counting as unknown.
@@ -108,12 +116,16 @@ const createStaging = `CREATE TEMP TABLE IF NOT EXISTS ` + stagingTable + ` (
     user_agent     text,
     ip_address     text,
     country_code   text,
-    first_seen_at  timestamptz NOT NULL
+    first_seen_at  timestamptz NOT NULL,
+    device_type    text,
+    os             text,
+    browser        text
 ) ON COMMIT DELETE ROWS`
 
 var stagingColumns = []string{
 	"session_id", "user_id", "stage_arn", "participant_id", "joined_at", "last_seen_at",
 	"left_at", "end_reason", "user_agent", "ip_address", "country_code", "first_seen_at",
+	"device_type", "os", "browser",
 }
 
 // mergeSessions merges the staged rows into viewer_sessions. Every rule is
@@ -124,9 +136,9 @@ var stagingColumns = []string{
 // which keeps redelivery from rewriting (and bloating) them.
 const mergeSessions = `
 INSERT INTO viewer_sessions AS v (session_id, user_id, stage_arn, participant_id, joined_at,
-    last_seen_at, left_at, end_reason, user_agent, ip_address, country_code)
+    last_seen_at, left_at, end_reason, user_agent, ip_address, country_code, device_type, os, browser)
 SELECT session_id, user_id, stage_arn, participant_id, joined_at,
-    last_seen_at, left_at, end_reason, user_agent, ip_address::inet, country_code
+    last_seen_at, left_at, end_reason, user_agent, ip_address::inet, country_code, device_type, os, browser
 FROM ` + stagingTable + `
 ORDER BY session_id
 ON CONFLICT (session_id) DO UPDATE SET
@@ -137,7 +149,10 @@ ON CONFLICT (session_id) DO UPDATE SET
     participant_id = COALESCE(v.participant_id, EXCLUDED.participant_id),
     user_agent     = COALESCE(v.user_agent, EXCLUDED.user_agent),
     ip_address     = COALESCE(v.ip_address, EXCLUDED.ip_address),
-    country_code   = COALESCE(v.country_code, EXCLUDED.country_code)
+    country_code   = COALESCE(v.country_code, EXCLUDED.country_code),
+    device_type    = COALESCE(v.device_type, EXCLUDED.device_type),
+    os             = COALESCE(v.os, EXCLUDED.os),
+    browser        = COALESCE(v.browser, EXCLUDED.browser)
 WHERE v.joined_at IS DISTINCT FROM LEAST(v.joined_at, EXCLUDED.joined_at)
    OR v.last_seen_at < EXCLUDED.last_seen_at
    OR v.left_at IS DISTINCT FROM GREATEST(v.left_at, EXCLUDED.left_at)
@@ -145,7 +160,10 @@ WHERE v.joined_at IS DISTINCT FROM LEAST(v.joined_at, EXCLUDED.joined_at)
    OR (v.participant_id IS NULL AND EXCLUDED.participant_id IS NOT NULL)
    OR (v.user_agent IS NULL AND EXCLUDED.user_agent IS NOT NULL)
    OR (v.ip_address IS NULL AND EXCLUDED.ip_address IS NOT NULL)
-   OR (v.country_code IS NULL AND EXCLUDED.country_code IS NOT NULL)`
+   OR (v.country_code IS NULL AND EXCLUDED.country_code IS NOT NULL)
+   OR (v.device_type IS NULL AND EXCLUDED.device_type IS NOT NULL)
+   OR (v.os IS NULL AND EXCLUDED.os IS NOT NULL)
+   OR (v.browser IS NULL AND EXCLUDED.browser IS NOT NULL)`
 
 // mergeUsers records each user once, created at the first event seen of
 // them, in user_id order. Only rows that know the join time take part: a
@@ -207,7 +225,7 @@ func (db *DB) applyOnce(ctx context.Context, rows []SessionDelta) error {
 				r.SessionID, r.UserID, r.StageARN, nullString(r.ParticipantID),
 				nullTime(r.JoinedAt), r.LastSeenAt, nullTime(r.LeftAt), nullString(r.EndReason),
 				nullString(r.UserAgent), nullString(r.IPAddress), nullString(r.CountryCode),
-				firstSeen(r),
+				firstSeen(r), nullString(r.DeviceType), nullString(r.OS), nullString(r.Browser),
 			}, nil
 		})
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{stagingTable}, stagingColumns, src); err != nil {
@@ -265,6 +283,9 @@ type SessionRow struct {
 	UserAgent            string
 	IPAddress            string
 	CountryCode          string
+	DeviceType           string
+	OS                   string
+	Browser              string
 }
 
 // UserRow is one users row, as SessionRow.
@@ -278,7 +299,8 @@ type UserRow struct {
 const sessionsAfter = `
 SELECT session_id, user_id, stage_arn, coalesce(participant_id, ''), joined_at, last_seen_at,
     left_at, coalesce(end_reason, ''), watch_duration_seconds, coalesce(user_agent, ''),
-    coalesce(host(ip_address), ''), coalesce(country_code, '')
+    coalesce(host(ip_address), ''), coalesce(country_code, ''), coalesce(device_type, ''),
+    coalesce(os, ''), coalesce(browser, '')
 FROM viewer_sessions
 WHERE session_id COLLATE "C" > $1
 ORDER BY session_id COLLATE "C"
@@ -296,7 +318,8 @@ func (db *DB) SessionsAfter(ctx context.Context, after string, limit int) ([]Ses
 		var s SessionRow
 		var joined, left pgtype.Timestamptz
 		err := r.Scan(&s.SessionID, &s.UserID, &s.StageARN, &s.ParticipantID, &joined, &s.LastSeenAt,
-			&left, &s.EndReason, &s.WatchDurationSeconds, &s.UserAgent, &s.IPAddress, &s.CountryCode)
+			&left, &s.EndReason, &s.WatchDurationSeconds, &s.UserAgent, &s.IPAddress, &s.CountryCode,
+			&s.DeviceType, &s.OS, &s.Browser)
 		s.JoinedAt, s.LastSeenAt, s.LeftAt = joined.Time.UTC(), s.LastSeenAt.UTC(), left.Time.UTC()
 		if !joined.Valid {
 			s.JoinedAt = time.Time{}

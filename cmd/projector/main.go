@@ -79,7 +79,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	var into string
 	var page int
 	replay := len(args) > 0 && args[0] == "replay"
-	if replay {
+	backfill := len(args) > 0 && args[0] == "backfill-ua"
+	if backfill {
+		fs := flag.NewFlagSet("projector backfill-ua", flag.ContinueOnError)
+		fs.SetOutput(stdout)
+		fs.IntVar(&page, "page", 5000, "sessions classified per statement")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+	} else if replay {
 		fs := flag.NewFlagSet("projector replay", flag.ContinueOnError)
 		fs.SetOutput(stdout)
 		fs.StringVar(&into, "into", "", "URL of the empty database (or search_path schema) to rebuild into")
@@ -91,7 +99,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return errors.New("replay: --into URL is required")
 		}
 	} else if len(args) > 0 {
-		return fmt.Errorf("unknown command %q (want none, or replay)", args[0])
+		return fmt.Errorf("unknown command %q (want none, replay or backfill-ua)", args[0])
 	}
 	if err := env.Err(); err != nil {
 		return err
@@ -111,6 +119,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer db.Close()
 	keys := events.NewKeys(s.RedisPrefix)
+	if backfill {
+		n, err := db.BackfillDevices(ctx, projector.ClassifyUserAgent, page)
+		log.Info("backfill-ua done", "classified", n, "error", err)
+		return err
+	}
 	if replay {
 		return runReplay(ctx, rdb, keys, db, into, page, stdout, log)
 	}
