@@ -284,7 +284,7 @@ export interface paths {
         };
         /**
          * A stage's figures over the last `days` days.
-         * @description Sessions that joined in the window (now - days, now] count. Open sessions count up to now. `peak_viewers` is the highest `peak_viewers` of the stage's snapshot rows (viewer_stats_snapshots, written by the snapshotter) in the window and `peak_at` that row's time, the earliest on ties; `peak_at` is null when the window holds no snapshot. An unknown stage answers 200 with zero figures and `peak_at` null.
+         * @description Sessions that joined in the window (now - days, now] count. Open sessions count up to now. `peak_viewers` is the highest `peak_viewers` of the stage's snapshot rows (viewer_stats_snapshots, written by the snapshotter) in the window and `peak_at` that row's time, the earliest on ties; `peak_at` is null when the window holds no snapshot. An unknown stage answers 200 with zero figures and `peak_at` null. Bots' sessions (device_type `bot`) are left out unless include_bots=true; the snapshot peak counts everyone present.
          */
         get: operations["stageStats"];
         put?: never;
@@ -368,6 +368,107 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/stages/{stage}/breakdown": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The full stage ARN, URL-escaped (its `/` as `%2F`).
+                 * @example arn%3Aaws%3Aivs%3Aus-east-1%3A123456789012%3Astage%2Fabcd1234
+                 */
+                stage: components["parameters"]["stage"];
+            };
+            cookie?: never;
+        };
+        /**
+         * A stage's sessions of the last `days` days by country, device, OS or browser.
+         * @description The sessions the stats count (joined in (now - days, now], bots' only with include_bots=true), grouped by `by`. Device types: desktop, mobile, tablet, tv, bot, other, parsed from the user agent by the projector.
+         */
+        get: operations["stageBreakdown"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/stages/{stage}/series": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The full stage ARN, URL-escaped (its `/` as `%2F`).
+                 * @example arn%3Aaws%3Aivs%3Aus-east-1%3A123456789012%3Astage%2Fabcd1234
+                 */
+                stage: components["parameters"]["stage"];
+            };
+            cookie?: never;
+        };
+        /**
+         * A stage's viewer count series over [from, to), bucketed.
+         * @description Answered from the snapshot rows (viewer_stats_snapshots) with from <= snapshot_time < to, through the covering index (stage_arn, snapshot_time) INCLUDE (viewer_count, peak_viewers). The window is at most 366 days. Snapshots count everyone present, bots included.
+         */
+        get: operations["stageSeries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/stages/{stage}/sessions.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The full stage ARN, URL-escaped (its `/` as `%2F`).
+                 * @example arn%3Aaws%3Aivs%3Aus-east-1%3A123456789012%3Astage%2Fabcd1234
+                 */
+                stage: components["parameters"]["stage"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Every session of a stage that joined in [from, to), as CSV.
+         * @description RFC 4180 CSV (CRLF line ends, fields quoted where needed), streamed as PostgreSQL sends the rows, with `Content-Disposition: attachment`. The first record is the header: session_id, user_id, stage_arn, participant_id, joined_at, last_seen_at, left_at, end_reason, watch_duration_seconds, user_agent, ip_address, country_code, device_type, os, browser. NULL is an empty field; times are UTC RFC 3339 with microseconds; watch_duration_seconds is empty while a session is open. Every session is exported, bots too (device_type `bot`). A failure after the first byte cuts the connection, so a truncated export never looks complete. Join order. Defaults: to = now, from = to - 24h; the window has no upper bound.
+         */
+        get: operations["stageSessionsCSV"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/users/{user}/history.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The user id (1 to 128 printable characters), URL-escaped once (`%` as `%25`, `/` as `%2F`). */
+                user: components["parameters"]["user"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Every session of a user, as CSV.
+         * @description RFC 4180 CSV (CRLF line ends, fields quoted where needed), streamed as PostgreSQL sends the rows, with `Content-Disposition: attachment`. The first record is the header: session_id, user_id, stage_arn, participant_id, joined_at, last_seen_at, left_at, end_reason, watch_duration_seconds, user_agent, ip_address, country_code, device_type, os, browser. NULL is an empty field; times are UTC RFC 3339 with microseconds; watch_duration_seconds is empty while a session is open. Every session is exported, bots too (device_type `bot`). A failure after the first byte cuts the connection, so a truncated export never looks complete. Newest first; sessions whose join is not projected yet are left out, as in the history. An unknown user has the header only.
+         */
+        get: operations["userHistoryCSV"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -433,11 +534,12 @@ export interface components {
         StageStats: {
             stage_arn?: string;
             days?: number;
+            include_bots?: boolean;
             /** Format: date-time */
             from?: string;
             /** Format: date-time */
             to?: string;
-            /** @description Sessions that joined in the window. */
+            /** @description Sessions that joined in the window (bots' only with include_bots=true). */
             total_views?: number;
             /** @description Distinct users among them. */
             unique_viewers?: number;
@@ -445,7 +547,13 @@ export interface components {
             avg_watch_seconds?: number;
             max_watch_seconds?: number;
             total_watch_seconds?: number;
-            /** @description Highest peak_viewers of the snapshot rows in the window; 0 when none. */
+            /** @description Median watch time (percentile_cont, rounded to 2 decimals) of the window's closed sessions; open sessions have no duration yet and are left out. null when none has closed. */
+            median_watch_seconds?: number | null;
+            /** @description 90th percentile, as median_watch_seconds. */
+            p90_watch_seconds?: number | null;
+            /** @description Viewers of the window who also joined this stage before it. */
+            returning_viewers?: number;
+            /** @description Highest peak_viewers of the snapshot rows in the window; 0 when none. Snapshots count everyone present, bots included (live presence does not know the device). */
             peak_viewers?: number;
             /**
              * Format: date-time
@@ -530,6 +638,50 @@ export interface components {
             expires_at: string;
             stage_arn: string;
         };
+        BreakdownRow: {
+            /** @description The dimension's value; `unknown` for sessions without one; `other` for the sum of the keys after the first 50. */
+            key?: string;
+            /** @description Sessions that joined in the window. */
+            views?: number;
+            /** @description Distinct users among them (a user can be under several keys, so these do not sum to the stats' unique_viewers). */
+            unique_viewers?: number;
+            /** @description Their watch time, open sessions up to now; views and watch_seconds sum to the stats' total_views and total_watch_seconds. */
+            watch_seconds?: number;
+        };
+        Breakdown: {
+            stage_arn?: string;
+            by?: string;
+            days?: number;
+            include_bots?: boolean;
+            /** Format: date-time */
+            from?: string;
+            /** Format: date-time */
+            to?: string;
+            /** @description Most views first (ties by key), at most 50 keys, then `other` if more. */
+            rows?: components["schemas"]["BreakdownRow"][];
+        };
+        SeriesPoint: {
+            /**
+             * Format: date-time
+             * @description The bucket's start, aligned to multiples of the step since 1970-01-01T00:00:00Z (UTC days for 1d).
+             */
+            time?: string;
+            /** @description Mean viewer_count of the bucket's snapshot rows, rounded to 2 decimals. */
+            avg_viewers?: number;
+            /** @description Highest peak_viewers of those rows. */
+            peak_viewers?: number;
+        };
+        Series: {
+            stage_arn?: string;
+            /** Format: date-time */
+            from?: string;
+            /** Format: date-time */
+            to?: string;
+            /** @description The step used (auto resolved). */
+            step?: string;
+            /** @description Oldest first. A bucket without a snapshot row is absent (not 0); a bucket whose rows count 0 is a point of 0. */
+            points?: components["schemas"]["SeriesPoint"][];
+        };
     };
     responses: never;
     parameters: {
@@ -550,6 +702,12 @@ export interface components {
         limit: number;
         /** @description `next_cursor` of the previous page; opaque. Anything else is 400 `invalid_cursor`. */
         cursor: string;
+        /** @description `true` counts the sessions of bots (device_type `bot`, from the user agent) too; by default they are left out. Sessions not classified yet count as viewers. */
+        include_bots: boolean;
+        /** @description The dimension: `country` (country_code), `device` (device_type), `os` or `browser`. */
+        by: "country" | "device" | "os" | "browser";
+        /** @description Bucket width. `auto` (default): the smallest of 1m, 5m, 1h, 1d that makes at most 500 buckets. An explicit step may make at most 10,000 buckets. */
+        step: "auto" | "1m" | "5m" | "1h" | "1d";
     };
     requestBodies: never;
     headers: never;
@@ -1336,6 +1494,8 @@ export interface operations {
             query?: {
                 /** @description Window length in days. */
                 days?: components["parameters"]["days"];
+                /** @description `true` counts the sessions of bots (device_type `bot`, from the user agent) too; by default they are left out. Sessions not classified yet count as viewers. */
+                include_bots?: components["parameters"]["include_bots"];
             };
             header?: never;
             path: {
@@ -1358,7 +1518,7 @@ export interface operations {
                     "application/json": components["schemas"]["StageStats"];
                 };
             };
-            /** @description `invalid_stage_arn`: the path's stage is not a URL-escaped IVS stage ARN. `invalid_days`: not an integer from 1 to 365. */
+            /** @description `invalid_stage_arn`: the path's stage is not a URL-escaped IVS stage ARN. `invalid_days`: not an integer from 1 to 365. `invalid_include_bots`: not true or false. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1630,6 +1790,234 @@ export interface operations {
                 };
             };
             /** @description `dependency_unavailable`: PostgreSQL (or Redis) did not answer; nothing was changed. `Retry-After: 1`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    stageBreakdown: {
+        parameters: {
+            query: {
+                /** @description The dimension: `country` (country_code), `device` (device_type), `os` or `browser`. */
+                by: components["parameters"]["by"];
+                /** @description Window length in days. */
+                days?: components["parameters"]["days"];
+                /** @description `true` counts the sessions of bots (device_type `bot`, from the user agent) too; by default they are left out. Sessions not classified yet count as viewers. */
+                include_bots?: components["parameters"]["include_bots"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The full stage ARN, URL-escaped (its `/` as `%2F`).
+                 * @example arn%3Aaws%3Aivs%3Aus-east-1%3A123456789012%3Astage%2Fabcd1234
+                 */
+                stage: components["parameters"]["stage"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rows. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Breakdown"];
+                };
+            };
+            /** @description `invalid_stage_arn`: the path's stage is not a URL-escaped IVS stage ARN. `invalid_by`: not country, device, os or browser. `invalid_days`: not an integer from 1 to 365. `invalid_include_bots`: not true or false. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `unauthorized`: API_KEYS is set and the request has no valid `Authorization: Bearer <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `dependency_unavailable`: PostgreSQL did not answer; nothing was changed. `Retry-After: 1`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    stageSeries: {
+        parameters: {
+            query?: {
+                /** @description RFC 3339, in UTC from the year 1 to 9999; default `to` - 24h. */
+                from?: components["parameters"]["from"];
+                /** @description RFC 3339, in UTC from the year 1 to 9999; default now. */
+                to?: components["parameters"]["to"];
+                /** @description Bucket width. `auto` (default): the smallest of 1m, 5m, 1h, 1d that makes at most 500 buckets. An explicit step may make at most 10,000 buckets. */
+                step?: components["parameters"]["step"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The full stage ARN, URL-escaped (its `/` as `%2F`).
+                 * @example arn%3Aaws%3Aivs%3Aus-east-1%3A123456789012%3Astage%2Fabcd1234
+                 */
+                stage: components["parameters"]["stage"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The points. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Series"];
+                };
+            };
+            /** @description `invalid_stage_arn`: the path's stage is not a URL-escaped IVS stage ARN. `invalid_from`, `invalid_to`: not an RFC 3339 time. `invalid_window`: from after to, or more than 366 days apart. `invalid_step`: not auto, 1m, 5m, 1h or 1d, or more than 10,000 buckets. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `unauthorized`: API_KEYS is set and the request has no valid `Authorization: Bearer <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `dependency_unavailable`: PostgreSQL did not answer; nothing was changed. `Retry-After: 1`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    stageSessionsCSV: {
+        parameters: {
+            query?: {
+                /** @description RFC 3339, in UTC from the year 1 to 9999; default `to` - 24h. */
+                from?: components["parameters"]["from"];
+                /** @description RFC 3339, in UTC from the year 1 to 9999; default now. */
+                to?: components["parameters"]["to"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The full stage ARN, URL-escaped (its `/` as `%2F`).
+                 * @example arn%3Aaws%3Aivs%3Aus-east-1%3A123456789012%3Astage%2Fabcd1234
+                 */
+                stage: components["parameters"]["stage"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The sessions. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+            /** @description `invalid_stage_arn`: the path's stage is not a URL-escaped IVS stage ARN. `invalid_from`, `invalid_to`: not an RFC 3339 time. `invalid_window`: from after to. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `unauthorized`: API_KEYS is set and the request has no valid `Authorization: Bearer <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `dependency_unavailable`: PostgreSQL did not answer; nothing was changed. `Retry-After: 1`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    userHistoryCSV: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The user id (1 to 128 printable characters), URL-escaped once (`%` as `%25`, `/` as `%2F`). */
+                user: components["parameters"]["user"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The sessions. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+            /** @description `invalid_user_id`: the path's user is not 1 to 128 printable characters. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `unauthorized`: API_KEYS is set and the request has no valid `Authorization: Bearer <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `dependency_unavailable`: PostgreSQL did not answer; nothing was changed. `Retry-After: 1`. */
             503: {
                 headers: {
                     [name: string]: unknown;
