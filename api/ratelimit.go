@@ -69,6 +69,10 @@ func (s *server) limit(ctx context.Context, checks ...ratelimit.Check) error {
 	if s.Limits.Limiter == nil {
 		return nil
 	}
+	// At most half of the request's Redis budget: a limiter that fails
+	// (and lets the request through) leaves the step the other half.
+	ctx, cancel := context.WithTimeout(ctx, s.RedisTimeout/2)
+	defer cancel()
 	res, err := s.Limits.Limiter.Allow(ctx, checks...)
 	if err != nil {
 		s.trust.limitErrors.Inc()
