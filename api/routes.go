@@ -41,7 +41,7 @@ func (s *server) routes(e *echo.Echo) {
 	// and the page that shows them (dashboard.go).
 	e.GET(liveRoute, s.handleLive(), key)
 	e.GET("/dashboard", handleDashboard)
-	e.GET("/dashboard/*", handleDashboard)
+	e.GET("/dashboard/:asset", handleDashboard)
 
 	// READ_API=false (no PostgreSQL) leaves the rest out.
 	if s.ReadDB != nil {
