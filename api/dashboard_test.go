@@ -98,7 +98,7 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 
 	ctx := newBrowser(t)
-	do(t, ctx, chromedp.Navigate(h.srv.URL + "/dashboard"))
+	do(t, ctx, chromedp.Navigate(h.srv.URL+"/dashboard"))
 	waitText(t, ctx, countSel(stage), "2")
 	waitText(t, ctx, countSel(stage2), "1")
 	waitText(t, ctx, "#total", "3")
