@@ -3,8 +3,10 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -57,6 +59,7 @@ type liveHub struct {
 	mu      sync.Mutex
 	clients map[*liveClient]struct{}
 	running bool
+	gen     uint64           // the run loop's generation: an older loop exits
 	ready   bool             // counts holds a successful read
 	down    bool             // the last read failed
 	counts  map[string]int64 // the last read, stages with a count above 0
@@ -69,6 +72,7 @@ type liveClient struct {
 	queue  chan []byte
 	gone   chan struct{} // closed when the hub dropped the client
 	primed bool          // got its first counts event
+	cut    bool          // counted in viewpulse_live_clients_dropped_total
 }
 
 // liveCount is one stage of a counts event.
@@ -123,7 +127,8 @@ func (h *liveHub) subscribe(stages map[string]bool) *liveClient {
 	}
 	if !h.running {
 		h.running = true
-		go h.run()
+		h.gen++
+		go h.run(h.gen)
 	}
 	return c
 }
@@ -135,34 +140,41 @@ func (h *liveHub) unsubscribe(c *liveClient) {
 	h.remove(c)
 }
 
+// remove drops c; the last client's going stops the hub at once, so the
+// next client never starts from an old reading. The hub's lock is held.
 func (h *liveHub) remove(c *liveClient) {
 	if _, ok := h.clients[c]; ok {
 		delete(h.clients, c)
 		h.clientsGauge.Dec()
+		if len(h.clients) == 0 {
+			h.stop()
+		}
 	}
 }
 
 // run reads once at once, then every tick, and pings every Ping, until no
 // client is left or the server drains.
-func (h *liveHub) run() {
+func (h *liveHub) run(gen uint64) {
 	tick := time.NewTicker(h.cfg.Tick)
 	defer tick.Stop()
 	ping := time.NewTicker(h.cfg.Ping)
 	defer ping.Stop()
 	for {
-		if !h.read() {
+		if !h.read(gen) {
 			return
 		}
 		select {
 		case <-tick.C:
 		case <-ping.C:
-			if !h.broadcast([]byte(": ping\n\n")) {
+			if !h.broadcast(gen, []byte(": ping\n\n")) {
 				return
 			}
 			continue
 		case <-h.cfg.Draining:
 			h.mu.Lock()
-			h.running = false
+			if h.current(gen) {
+				h.stop()
+			}
 			h.mu.Unlock()
 			return
 		}
@@ -170,23 +182,23 @@ func (h *liveHub) run() {
 }
 
 // read takes the live counts and queues each client's changes. It reports
-// false, and marks the hub idle, once no client is left.
-func (h *liveHub) read() bool {
+// false once the loop of generation gen is no longer the hub's.
+func (h *liveHub) read(gen uint64) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
 	defer cancel()
 	h.mu.Lock()
-	idle := len(h.clients) == 0
-	if idle {
-		h.running = false
-	}
+	current := h.current(gen)
 	h.mu.Unlock()
-	if idle {
+	if !current {
 		return false
 	}
 	live, err := h.stream.Stages(ctx, time.Time{})
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if !h.current(gen) {
+		return false
+	}
 	if err != nil {
 		h.readErrors.Inc()
 		if !h.down {
@@ -267,12 +279,22 @@ func (h *liveHub) prime(c *liveClient) {
 	h.offer(c, countsEvent(h.seq, list))
 }
 
-// broadcast queues msg for every client; false once none is left.
-func (h *liveHub) broadcast(msg []byte) bool {
+// stop marks the hub idle and forgets its reading, which would be stale
+// when the next client comes. The hub's lock is held.
+func (h *liveHub) stop() {
+	h.running, h.ready, h.down, h.counts = false, false, false, nil
+}
+
+// current reports whether gen is the running loop's. The hub's lock is
+// held.
+func (h *liveHub) current(gen uint64) bool { return h.running && h.gen == gen }
+
+// broadcast queues msg for every client; false once the loop of generation
+// gen is no longer the hub's.
+func (h *liveHub) broadcast(gen uint64, msg []byte) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if len(h.clients) == 0 {
-		h.running = false
+	if !h.current(gen) {
 		return false
 	}
 	h.fanout(msg)
@@ -293,9 +315,25 @@ func (h *liveHub) offer(c *liveClient, msg []byte) {
 	case c.queue <- msg:
 	default:
 		h.remove(c)
-		h.dropped.Inc()
+		h.cutOff(c)
 		close(c.gone)
 	}
+}
+
+// cutOff counts c as dropped for falling behind, once. The hub's lock is held.
+func (h *liveHub) cutOff(c *liveClient) {
+	if !c.cut {
+		c.cut = true
+		h.dropped.Inc()
+	}
+}
+
+// timedOut drops c, whose write did not finish within WriteWait.
+func (h *liveHub) timedOut(c *liveClient) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.remove(c)
+	h.cutOff(c)
 }
 
 func compareStrings(a, b string) int {
@@ -366,10 +404,14 @@ func (s *server) handleLive() echo.HandlerFunc {
 		defer s.live.unsubscribe(client)
 		write := func(b []byte) bool {
 			_ = rc.SetWriteDeadline(time.Now().Add(s.live.cfg.WriteWait))
-			if _, err := w.Write(b); err != nil {
-				return false
+			_, err := w.Write(b)
+			if err == nil {
+				err = rc.Flush()
 			}
-			return rc.Flush() == nil
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				s.live.timedOut(client) // not reading: fallen behind
+			}
+			return err == nil
 		}
 		if !write([]byte("retry: 2000\n\n")) {
 			return nil
@@ -392,4 +434,4 @@ func (s *server) handleLive() echo.HandlerFunc {
 	}
 }
 
-func isNotSupported(err error) bool { return err == http.ErrNotSupported }
+func isNotSupported(err error) bool { return errors.Is(err, http.ErrNotSupported) }

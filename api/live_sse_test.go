@@ -263,6 +263,27 @@ func TestLiveStream(t *testing.T) {
 	c.waitCount(t, stage, 3, 2*time.Second)
 }
 
+// TestLiveRestartsFresh: once its last client left, the hub forgets its
+// reading, so the next client's first event has the counts of now.
+func TestLiveRestartsFresh(t *testing.T) {
+	h := newLiveHarness(t, api.LiveConfig{})
+	h.joinOn(stage, "a")
+	c := openLive(t, h.srv.URL, "", "")
+	if got := c.next(t, 2*time.Second).counts(t); got[stage] != 1 {
+		t.Fatalf("first counts = %v", got)
+	}
+	c.cancel()
+	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
+		n := gauge(t, h.reg, "viewpulse_live_clients")
+		return n == 0, fmt.Sprintf("%v clients", n)
+	})
+	h.joinOn(stage, "b")
+	c = openLive(t, h.srv.URL, "", "")
+	if got := c.next(t, 2*time.Second).counts(t); got[stage] != 2 {
+		t.Fatalf("first counts of a later client = %v, want %s at 2", got, stage)
+	}
+}
+
 // TestLiveFilter: ?stage= narrows the stream to the stages named (a named
 // stage without viewers first shows 0); a bad one is 400.
 func TestLiveFilter(t *testing.T) {
