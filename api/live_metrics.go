@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,7 +61,7 @@ func (c *stageViewers) Collect(ch chan<- prometheus.Metric) {
 		if a.Viewers != b.Viewers {
 			return cmp.Compare(b.Viewers, a.Viewers)
 		}
-		return compareStrings(a.Stage, b.Stage)
+		return strings.Compare(a.Stage, b.Stage)
 	})
 	for _, s := range live[:min(len(live), maxStageSeries)] {
 		if s.Viewers > 0 {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -159,17 +160,19 @@ func (h *liveHub) run(gen uint64) {
 	defer tick.Stop()
 	ping := time.NewTicker(h.cfg.Ping)
 	defer ping.Stop()
+	if !h.read(gen) {
+		return
+	}
 	for {
-		if !h.read(gen) {
-			return
-		}
 		select {
 		case <-tick.C:
+			if !h.read(gen) {
+				return
+			}
 		case <-ping.C:
 			if !h.broadcast(gen, []byte(": ping\n\n")) {
 				return
 			}
-			continue
 		case <-h.cfg.Draining:
 			h.mu.Lock()
 			if h.current(gen) {
@@ -226,7 +229,7 @@ func (h *liveHub) read(gen uint64) bool {
 				changed = append(changed, liveCount{stage, 0}) // emptied: once, with 0
 			}
 		}
-		slices.SortFunc(changed, func(a, b liveCount) int { return compareStrings(a.Stage, b.Stage) })
+		slices.SortFunc(changed, func(a, b liveCount) int { return strings.Compare(a.Stage, b.Stage) })
 	}
 	h.seq++
 	h.counts, h.ready = now, true
@@ -274,7 +277,7 @@ func (h *liveHub) prime(c *liveClient) {
 			list = append(list, liveCount{stage, h.counts[stage]})
 		}
 	}
-	slices.SortFunc(list, func(a, b liveCount) int { return compareStrings(a.Stage, b.Stage) })
+	slices.SortFunc(list, func(a, b liveCount) int { return strings.Compare(a.Stage, b.Stage) })
 	c.primed = true
 	h.offer(c, countsEvent(h.seq, list))
 }
@@ -334,16 +337,6 @@ func (h *liveHub) timedOut(c *liveClient) {
 	defer h.mu.Unlock()
 	h.remove(c)
 	h.cutOff(c)
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // countsEvent is one SSE counts event.
