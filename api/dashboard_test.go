@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image/png"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,8 +15,10 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/viewpulse/viewpulse/api"
+	"github.com/viewpulse/viewpulse/events"
 	"github.com/viewpulse/viewpulse/internal/testutil"
 )
 
@@ -244,4 +247,26 @@ func assertNotBlank(t *testing.T, file string) {
 		t.Fatalf("screenshot %s looks blank: %dx%d, %d colours", file, b.Dx(), b.Dy(), len(colours))
 	}
 	t.Logf("screenshot %s: %dx%d, %d colours", file, b.Dx(), b.Dy(), len(colours))
+}
+
+// TestDashboardRedisUnavailable: with Redis unreachable the page loads and
+// says 'Redis unavailable' instead of breaking.
+func TestDashboardRedisUnavailable(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	srv := httptest.NewServer(api.NewServer(api.Config{
+		Stream: events.NewStream(rdb, "vp", time.Minute), RedisTimeout: 200 * time.Millisecond,
+		Live: api.LiveConfig{Tick: 100 * time.Millisecond},
+	}))
+	t.Cleanup(srv.Close)
+	ctx := newBrowser(t)
+	do(t, ctx, chromedp.Navigate(srv.URL+"/dashboard"))
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
+		shown, err := eval[bool](ctx, `!document.querySelector("#redis-state").hidden`)
+		if err != nil {
+			return false, err.Error()
+		}
+		return shown, "'Redis unavailable' is not shown"
+	})
+	waitText(t, ctx, "#conn", "live") // the stream itself stays up
 }
