@@ -391,6 +391,9 @@ func (s *server) handleLive() echo.HandlerFunc {
 		h.Set(echo.HeaderContentType, "text/event-stream")
 		h.Set(echo.HeaderCacheControl, "no-store")
 		h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+		// A stream the server ends (a client dropped, a drain) closes its
+		// connection too, rather than leaving it idle for keep-alive.
+		h.Set(echo.HeaderConnection, "close")
 		w.WriteHeader(http.StatusOK)
 
 		client := s.live.subscribe(stages)

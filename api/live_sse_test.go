@@ -340,14 +340,15 @@ func TestLiveRedisUnavailable(t *testing.T) {
 
 // TestLiveDropsSlowClient: a client that stops reading is cut off once its
 // queue is full, and the server closes its connection; the hub's memory for
-// it is bounded by the queue. The counts of 1,500 stages are made to change
+// it is bounded by the queue. The counts of 600 stages are made to change
 // at every tick (the stream's clock jumps past the timeout and back) so the
 // socket buffers fill quickly.
 func TestLiveDropsSlowClient(t *testing.T) {
-	h := newLiveHarness(t, api.LiveConfig{Tick: 5 * time.Millisecond, Buffer: 4, WriteWait: 300 * time.Millisecond})
+	h := newLiveHarness(t, api.LiveConfig{Tick: 10 * time.Millisecond, Buffer: 4, WriteWait: 300 * time.Millisecond})
 	ctx := context.Background()
-	for i := range 1500 {
-		if _, err := h.stream.Join(ctx, events.JoinRequest{Stage: fmt.Sprintf("arn:aws:ivs:eu-west-1:123456789012:stage/S%04d", i), User: "u"}); err != nil {
+	long := strings.Repeat("x", 80) // ~150 bytes per stage in an event, for few Redis reads
+	for i := range 600 {
+		if _, err := h.stream.Join(ctx, events.JoinRequest{Stage: fmt.Sprintf("arn:aws:ivs:eu-west-1:123456789012:stage/%s%04d", long, i), User: "u"}); err != nil {
 			t.Fatal(err)
 		}
 	}
