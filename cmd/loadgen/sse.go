@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,82 +56,24 @@ func runSSE(ctx context.Context, o options, stdout io.Writer) error {
 	}
 	idle.print(stdout, "no client")
 
-	streamCtx, closeStreams := context.WithCancel(ctx)
-	defer closeStreams()
-	tr := &http.Transport{MaxIdleConnsPerHost: -1, DisableCompression: true,
-		DialContext: (&net.Dialer{Timeout: o.timeout}).DialContext}
-	hc := &http.Client{Transport: tr}
-	var connected, failed, events, pings atomic.Int64
-	var firstMu sync.Mutex
-	var firstWorst time.Duration
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 50) // connect 50 at a time
 	start := time.Now()
-	for range o.clients {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			opened := time.Now()
-			req, _ := http.NewRequestWithContext(streamCtx, http.MethodGet, o.target+"/v1/live", nil)
-			if o.key != "" {
-				req.Header.Set("Authorization", "Bearer "+o.key)
-			}
-			resp, err := hc.Do(req)
-			if err != nil || resp.StatusCode != 200 {
-				<-sem
-				failed.Add(1)
-				if resp != nil {
-					resp.Body.Close()
-				}
-				return
-			}
-			defer resp.Body.Close()
-			br := bufio.NewReader(resp.Body)
-			first := true
-			for {
-				line, err := br.ReadString('\n')
-				if err != nil {
-					return
-				}
-				switch {
-				case strings.HasPrefix(line, "event: counts"):
-					if first {
-						first = false
-						connected.Add(1)
-						<-sem
-						d := time.Since(opened)
-						firstMu.Lock()
-						firstWorst = max(firstWorst, d)
-						firstMu.Unlock()
-					}
-					events.Add(1)
-				case strings.HasPrefix(line, ": ping"):
-					pings.Add(1)
-				}
-			}
-		}()
-	}
-	for connected.Load()+failed.Load() < int64(o.clients) && ctx.Err() == nil {
-		time.Sleep(50 * time.Millisecond)
-	}
-	fmt.Fprintf(stdout, "connected %d streams (%d failed) in %s; slowest first event %s\n",
-		connected.Load(), failed.Load(), time.Since(start).Round(time.Millisecond), firstWorst.Round(time.Millisecond))
-	before := events.Load()
+	streams := loadgen.OpenStreams(ctx, o.target, o.key, o.clients, o.timeout)
+	defer streams.Close()
+	fmt.Fprintf(stdout, "%s, in %s\n", streams, time.Since(start).Round(time.Millisecond))
+	connected := streams.Connected.Load()
+	before := streams.Events.Load()
 	busy, err := measure(ctx, o.pid, o.duration)
 	if err != nil {
 		return err
 	}
-	got := events.Load() - before
-	busy.print(stdout, fmt.Sprintf("%d clients", connected.Load()))
+	got := streams.Events.Load() - before
+	busy.print(stdout, fmt.Sprintf("%d clients", connected))
 	fmt.Fprintf(stdout, "events received while measured: %d (%.2f per client per second); pings %d; joins %d ok, %d failed\n",
-		got, float64(got)/float64(max(connected.Load(), 1))/o.duration.Seconds(), pings.Load(), joins.Load(), joinErrs.Load())
+		got, float64(got)/float64(max(connected, 1))/o.duration.Seconds(), streams.Pings.Load(), joins.Load(), joinErrs.Load())
 	if idle.ok && busy.ok {
 		fmt.Fprintf(stdout, "--- summary\nrss_no_clients_kib %d\nrss_clients_kib %d\nrss_per_client_kib %.1f\ncpu_no_clients_pct %.1f\ncpu_clients_pct %.1f\n",
-			idle.rssKiB, busy.rssKiB, float64(busy.rssKiB-idle.rssKiB)/float64(max(connected.Load(), 1)), idle.cpuPct, busy.cpuPct)
+			idle.rssKiB, busy.rssKiB, float64(busy.rssKiB-idle.rssKiB)/float64(max(connected, 1)), idle.cpuPct, busy.cpuPct)
 	}
-	closeStreams()
-	wg.Wait()
 	return nil
 }
 
