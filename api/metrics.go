@@ -60,6 +60,9 @@ func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		method := methodLabel(c.Request().Method)
 		m.requests.WithLabelValues(method, route, strconv.Itoa(c.Response().Status)).Inc()
+		if route == liveRoute {
+			return nil // a stream lasts as long as its client: not a latency
+		}
 		m.duration.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
 		return nil
 	}

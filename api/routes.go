@@ -42,6 +42,11 @@ func (s *server) routes(e *echo.Echo) {
 	// Live reads (Redis only).
 	e.GET("/v1/stages", s.handleStages(), key)
 	e.GET("/v1/stages/:stage/viewers", s.handleStageViewers(), key)
+	// Operators' view: the live counts as Server-Sent Events (live_sse.go)
+	// and the page that shows them (dashboard.go).
+	e.GET(liveRoute, s.handleLive(), key)
+	e.GET("/dashboard", handleDashboard)
+	e.GET("/dashboard/:asset", handleDashboard)
 
 	// READ_API=false (no PostgreSQL) leaves the rest out.
 	if s.ReadDB != nil {

@@ -68,6 +68,8 @@ type Config struct {
 	// heartbeat_skip.go answers from memory (HEARTBEAT_SKIP=false): for
 	// benchmarks of the step.
 	NoHeartbeatSkip bool
+	// Live tunes GET /v1/live (live_sse.go); its Draining ends the streams.
+	Live LiveConfig
 }
 
 type server struct {
@@ -77,6 +79,7 @@ type server struct {
 	tokens         *tokens
 	beats          *beatCache
 	trust          *trustMetrics
+	live           *liveHub
 }
 
 // NewServer returns the HTTP handler with every route of routes.go.
@@ -103,6 +106,8 @@ func NewServer(cfg Config) http.Handler {
 	s.tokens = newTokens(cfg.Tokens, cfg.Registry, s.now)
 	s.beats = newBeatCache(s.heartbeatEvery)
 	s.trust = newTrustMetrics(s)
+	s.live = newLiveHub(cfg.Stream, cfg.RedisTimeout, cfg.Live, cfg.Log, cfg.Registry)
+	registerStageViewers(cfg.Registry, cfg.Stream, cfg.RedisTimeout)
 	for _, k := range cfg.APIKeys {
 		if k != "" {
 			s.keys = append(s.keys, sha256.Sum256([]byte(k)))

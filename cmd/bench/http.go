@@ -107,6 +107,21 @@ func httpPhase(ctx context.Context, e *env, r *Results) error {
 		if err != nil {
 			return err
 		}
+		if target == e.ingest && e.o.sseClients > 0 {
+			// The same search with operators' dashboards connected: the
+			// live hub's reads and fan-out beside the heartbeat path.
+			streams := loadgen.OpenStreams(ctx, target.url, "", e.o.sseClients, 5*time.Second)
+			fmt.Fprintf(e.out, "  %s\n", streams)
+			withSSE, err := e.search(ctx, fmt.Sprintf("%s heartbeat, %d SSE clients", target.name, e.o.sseClients), func(rate float64, _ int) loadgen.Source {
+				return loadgen.Heartbeats(t, rate, sessions)
+			})
+			connected := int(streams.Connected.Load())
+			streams.Close()
+			if err != nil {
+				return err
+			}
+			r.HeartbeatSSE, r.SSEClients = &withSSE, connected
+		}
 		join, err := e.search(ctx, target.name+" join", func(rate float64, step int) loadgen.Source {
 			return loadgen.Joins(t, rate, stages, fmt.Sprintf("%s-%s-%d", run, target.name, step))
 		})

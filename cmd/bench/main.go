@@ -47,6 +47,7 @@ type options struct {
 	steady, steadyRef     time.Duration
 	skip                  map[string]bool
 	limits                bool
+	sseClients            int
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -64,6 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.DurationVar(&o.steady, "steady", 3*time.Minute, "steady viewer load with trimming on, for the bounded-memory figure")
 	fs.DurationVar(&o.steadyRef, "steady-ref", 2*time.Minute, "memory at this point of the steady load is the reference")
 	fs.BoolVar(&o.limits, "limits", false, "keep ingest's join rate limits on (at a rate the load never reaches) to measure their cost")
+	fs.IntVar(&o.sseClients, "sse-clients", 0, "http phase: also search ingest's heartbeat rate with this many GET /v1/live streams held open (1000: the operators' figure)")
 	skip := fs.String("skip", "", "comma-separated phases to leave out: http, memory, projector, lag, steady, durability")
 	if err := fs.Parse(args); err != nil {
 		return err

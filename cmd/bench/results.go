@@ -51,7 +51,11 @@ type Results struct {
 	JoinCeiling      Search `json:"join_ceiling_search"`
 	Join             Search `json:"join_search"`
 	// Joins against a Redis with the append-only file on, per fsync policy.
-	JoinEverysec Search   `json:"join_aof_everysec_search"`
+	JoinEverysec Search `json:"join_aof_everysec_search"`
+	// Ingest's heartbeats with SSEClients streams of GET /v1/live open
+	// (-sse-clients).
+	SSEClients   int      `json:"sse_clients,omitempty"`
+	HeartbeatSSE *Search  `json:"heartbeat_sse_search,omitempty"`
 	JoinAlways   Search   `json:"join_aof_always_search"`
 	Notes        []string `json:"notes,omitempty"`
 }
@@ -82,6 +86,15 @@ func (r *Results) Table(w io.Writer) {
 	ratio("projector events/s", r.ProjectorEventsPerS, r.CopyCeilingRowsPerS, 0.5, "/s", "raw COPY rows/s")
 	ratio("projector events/s", r.ProjectorEventsPerS, r.SeedPatternEventsPerS, 10, "/s", "seed pattern events/s")
 	ratio("projector events/s, 2 consumers", r.Projector2EventsPerS, r.CopyCeilingRowsPerS, 0.5, "/s", "raw COPY rows/s")
+	if r.HeartbeatSSE != nil && r.SSEClients > 0 {
+		hb, with := r.Heartbeat.Best, r.HeartbeatSSE.Best
+		q := 0.0
+		if hb.Achieved > 0 {
+			q = with.Achieved / hb.Achieved
+		}
+		fmt.Fprintf(tw, "heartbeats/s, %d SSE clients\t%.0f /s (p99 %.1f ms)\tno SSE client %.0f (p99 %.1f ms)\t%.2fx\t(cost, no target)\t-\n",
+			r.SSEClients, with.Achieved, with.P99Ms, hb.Achieved, hb.P99Ms, q)
+	}
 	if ev, al := r.JoinEverysec.Best, r.JoinAlways.Best; ev.Achieved > 0 && al.Achieved > 0 {
 		fmt.Fprintf(tw, "joins/s, AOF appendfsync always\t%.0f /s (p50 %.2f ms)\tappendfsync everysec %.0f (p50 %.2f ms)\t%.2fx\t(cost, no target)\t-\n",
 			al.Achieved, al.P50Ms, ev.Achieved, ev.P50Ms, al.Achieved/ev.Achieved)

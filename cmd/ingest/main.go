@@ -93,7 +93,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	stream.PeakKeep = snapshotEvery + 2*time.Minute
 
 	reg := ops.NewRegistry()
+	// Closed when the server starts draining: Shutdown waits for running
+	// requests without cancelling them, so the live streams end on this.
+	draining := make(chan struct{})
 	cfg := api.Config{
+		Live:            api.LiveConfig{Draining: draining},
 		Stream:          stream,
 		Log:             log,
 		Registry:        reg,
@@ -162,6 +166,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		ErrorLog:          ops.ErrorLog(log), // net/http's lines name peers: addresses redacted
 		MaxHeaderBytes:    maxHeaderBytes,
 	}
+	srv.RegisterOnShutdown(func() { close(draining) })
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	if pprofAddr != "" {

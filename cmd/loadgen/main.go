@@ -7,6 +7,9 @@
 //	           then leave or (a -vanish fraction) close the tab
 //	heartbeat  -rate heartbeats per second over a pool of -pool pre-joined sessions
 //	join       -rate joins per second of distinct users
+//	sse        -clients streams on GET /v1/live while -rate joins per second
+//	           change the counts; with -pid, the ingest process's RSS and CPU
+//	           without clients (-settle) and with them (-duration), sse.go
 //
 // Every run is bounded by -duration and -max-requests.
 package main
@@ -51,12 +54,19 @@ type options struct {
 	workers     int
 	timeout     time.Duration
 	seed        uint64
+	clients     int
+	settle      time.Duration
+	pid         int
+	key         string
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	o, err := parseFlags(args, getenv, stdout)
 	if err != nil {
 		return err
+	}
+	if o.mode == "sse" {
+		return runSSE(ctx, o, stdout)
 	}
 	cfg := loadgen.Config{
 		Duration: o.duration, MaxRequests: o.maxRequests, Workers: o.workers, Timeout: o.timeout,
@@ -110,7 +120,7 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 		def = "http://127.0.0.1:8080"
 	}
 	fs.StringVar(&o.target, "target", def, "ingest base URL (env LOADGEN_TARGET)")
-	fs.StringVar(&o.mode, "mode", "viewers", "viewers, heartbeat or join")
+	fs.StringVar(&o.mode, "mode", "viewers", "viewers, heartbeat, join or sse")
 	fs.Float64Var(&o.rate, "rate", 100, "per second: viewer arrivals (viewers), heartbeats (heartbeat) or joins (join)")
 	fs.DurationVar(&o.duration, "duration", 30*time.Second, "no request is sent after this (at most 24h)")
 	fs.IntVar(&o.maxRequests, "max-requests", 10_000_000, "no more than this many requests are sent")
@@ -123,6 +133,10 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 	fs.IntVar(&o.workers, "workers", 2000, "most requests in flight at once")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "per-request timeout")
 	fs.Uint64Var(&o.seed, "seed", 1, "viewers: random seed")
+	fs.IntVar(&o.clients, "clients", 1000, "sse: streams held open on GET /v1/live")
+	fs.DurationVar(&o.settle, "settle", 5*time.Second, "sse: how long the process is measured before any client connects")
+	fs.IntVar(&o.pid, "pid", 0, "sse: the ingest process to measure (/proc/<pid>), 0: none")
+	fs.StringVar(&o.key, "key", "", "sse: API key for GET /v1/live")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -140,8 +154,15 @@ func (o options) validate() error {
 	}
 	switch o.mode {
 	case "viewers", "heartbeat", "join":
+	case "sse":
+		if o.clients < 1 || o.clients > 20_000 {
+			errs = append(errs, fmt.Errorf("-clients %d: want 1 to 20000", o.clients))
+		}
+		if o.settle <= 0 || o.settle > time.Hour {
+			errs = append(errs, fmt.Errorf("-settle %s: want above 0 and at most 1h", o.settle))
+		}
 	default:
-		errs = append(errs, fmt.Errorf("-mode %q: want viewers, heartbeat or join", o.mode))
+		errs = append(errs, fmt.Errorf("-mode %q: want viewers, heartbeat, join or sse", o.mode))
 	}
 	if o.rate <= 0 || o.rate > 1_000_000 {
 		errs = append(errs, fmt.Errorf("-rate %g: want above 0 and at most 1000000", o.rate))
