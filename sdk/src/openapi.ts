@@ -72,6 +72,63 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/live": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Live counts as Server-Sent Events.
+         * @description `text/event-stream`. First `retry: 2000`, then a `counts` event with every stage that has viewers (with `?stage=`, each named stage, 0 when empty), then at most one `counts` event per second with only the stages whose count changed (a stage that emptied appears once with 0). Each `counts` event has an `id:` (the hub's read number) and `data: {"stages":[{"stage_arn","viewers"}]}`. `event: status` with `data: {"redis":"unavailable"}` when the counts cannot be read, `{"redis":"ok"}` when they can again. A `: ping` comment every 15 s. One reader per ingest process reads Redis once per second for every client; a client that falls 16 events behind, or does not take one within 10 s, is disconnected. Streams end when the server drains; a stream that ends closes its connection. Send the API key in `Authorization` (read the stream with `fetch`, not `EventSource`). Counted in `viewpulse_http_requests_total` when it ends, never in the latency histogram.
+         */
+        get: operations["live"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/dashboard": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The operators' page.
+         * @description HTML embedded in the binary: stages with live counts (from `/v1/live`), a stage's count chart (snapshots and live points), 1/7/30-day stats, breakdowns when the server has them. It asks for the API key when the routes need one and keeps it in `sessionStorage`.
+         */
+        get: operations["dashboard"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/dashboard/{asset}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A script or style sheet of the operators' page. */
+        get: operations["dashboardAsset"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/viewers/join": {
         parameters: {
             query?: never;
@@ -818,6 +875,108 @@ export interface operations {
             };
             /** @description `unauthorized`: API_KEYS is set and the request has no valid `Authorization: Bearer <key>`. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    live: {
+        parameters: {
+            query?: {
+                /** @description A stage ARN to follow; repeatable, at most 100. */
+                stage?: string[];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The stream. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example retry: 2000
+                     *
+                     *     id: 7
+                     *     event: counts
+                     *     data: {"stages":[{"stage_arn":"arn:aws:ivs:us-east-1:123456789012:stage/abcd1234","viewers":3}]}
+                     *
+                     *     : ping
+                     */
+                    "text/event-stream": string;
+                };
+            };
+            /** @description `invalid_stage_arn`: a `stage` is not an IVS stage ARN, or more than 100 were given. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `unauthorized`: API_KEYS is set and the request has no valid `Authorization: Bearer <key>`. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    dashboard: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The page. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+        };
+    };
+    dashboardAsset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                asset: "dashboard.js" | "dashboard.css" | "uPlot.iife.min.js" | "uPlot.min.css" | "uPlot.LICENSE";
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/javascript": string;
+                    "text/css": string;
+                };
+            };
+            /** @description `not_found`: no such asset. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
