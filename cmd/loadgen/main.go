@@ -55,6 +55,7 @@ type options struct {
 	timeout     time.Duration
 	seed        uint64
 	clients     int
+	mixed       bool
 	settle      time.Duration
 	pid         int
 	key         string
@@ -72,7 +73,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Duration: o.duration, MaxRequests: o.maxRequests, Workers: o.workers, Timeout: o.timeout,
 		Client: loadgen.NewClient(o.workers, o.timeout), Progress: stdout,
 	}
-	t := loadgen.Target{Base: o.target}
+	t := loadgen.Target{Base: o.target, Mixed: o.mixed}
 	stages := loadgen.Stages(o.stages)
 	runID := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffffffff)
 
@@ -120,6 +121,7 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (optio
 		def = "http://127.0.0.1:8080"
 	}
 	fs.StringVar(&o.target, "target", def, "ingest base URL (env LOADGEN_TARGET)")
+	fs.BoolVar(&o.mixed, "mixed", false, "joins carry one of several real User-Agents (desktop, phone, tablet, TV, a crawler) and an X-Forwarded-For in one of several countries (ingest needs TRUSTED_PROXIES=127.0.0.1)")
 	fs.StringVar(&o.mode, "mode", "viewers", "viewers, heartbeat, join or sse")
 	fs.Float64Var(&o.rate, "rate", 100, "per second: viewer arrivals (viewers), heartbeats (heartbeat) or joins (join)")
 	fs.DurationVar(&o.duration, "duration", 30*time.Second, "no request is sent after this (at most 24h)")

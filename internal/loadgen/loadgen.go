@@ -27,6 +27,9 @@ type Request struct {
 	Method, URL string
 	ContentType string
 	Body        []byte
+	// UserAgent and ForwardedFor, when set, are sent as User-Agent and
+	// X-Forwarded-For (a mixed audience, Target.Mixed).
+	UserAgent, ForwardedFor string
 	// Viewer is the Source's own reference (for example a viewer index), given
 	// back to Result.
 	Viewer int
@@ -191,6 +194,12 @@ func send(client *http.Client, r Request) (int, []byte, error) {
 	}
 	if r.ContentType != "" {
 		req.Header.Set("Content-Type", r.ContentType)
+	}
+	if r.UserAgent != "" {
+		req.Header.Set("User-Agent", r.UserAgent)
+	}
+	if r.ForwardedFor != "" {
+		req.Header.Set("X-Forwarded-For", r.ForwardedFor)
 	}
 	resp, err := client.Do(req)
 	if err != nil {

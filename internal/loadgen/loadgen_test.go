@@ -273,3 +273,35 @@ func TestViewersConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// A mixed audience's joins carry their viewer's User-Agent and address, and
+// the audience holds more than one of each.
+func TestMixedJoinsCarryAgentAndAddress(t *testing.T) {
+	type seen struct{ ua, xff string }
+	got := make(chan seen, 64)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- seen{r.UserAgent(), r.Header.Get("X-Forwarded-For")}
+	}))
+	defer srv.Close()
+	tgt := Target{Base: srv.URL, Mixed: true}
+	agents, addrs := map[string]bool{}, map[string]bool{}
+	for v := range 60 {
+		if _, _, err := send(srv.Client(), tgt.Join("arn:aws:ivs:us-east-1:1:stage/a", "u", v)); err != nil {
+			t.Fatal(err)
+		}
+		s := <-got
+		if s.ua == "" || s.xff == "" {
+			t.Fatalf("viewer %d sent %+v", v, s)
+		}
+		agents[s.ua], addrs[s.xff] = true, true
+	}
+	if len(agents) != len(audienceAgents) || len(addrs) != len(audienceAddrs) {
+		t.Fatalf("%d agents and %d addresses over 60 viewers", len(agents), len(addrs))
+	}
+	if _, _, err := send(srv.Client(), (Target{Base: srv.URL}).Join("arn:aws:ivs:us-east-1:1:stage/a", "u", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if s := <-got; s.xff != "" || strings.Contains(s.ua, "Mozilla") {
+		t.Fatalf("a plain target sent %+v", s)
+	}
+}

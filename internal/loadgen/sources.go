@@ -17,13 +17,41 @@ import (
 
 // Target builds the player API's requests against one ingest base URL, such
 // as http://127.0.0.1:8080.
-type Target struct{ Base string }
+type Target struct {
+	Base string
+	// Mixed gives each viewer's joins one of a few real User-Agents (desktop,
+	// phone, tablet, TV browsers and a crawler) and a client address in one
+	// of several countries, sent as X-Forwarded-For: for analytics. Ingest
+	// believes the address only with 127.0.0.1 in TRUSTED_PROXIES.
+	Mixed bool
+}
 
 // Join is a join of user to stage.
 func (t Target) Join(stage, user string, viewer int) Request {
 	body, _ := json.Marshal(map[string]string{"stage_arn": stage, "user_id": user, "participant_id": "p" + strconv.Itoa(viewer)})
-	return Request{Kind: "join", Method: http.MethodPost, URL: t.Base + "/v1/viewers/join", ContentType: "application/json", Body: body, Viewer: viewer}
+	r := Request{Kind: "join", Method: http.MethodPost, URL: t.Base + "/v1/viewers/join", ContentType: "application/json", Body: body, Viewer: viewer}
+	if t.Mixed {
+		r.UserAgent = audienceAgents[viewer%len(audienceAgents)]
+		r.ForwardedFor = audienceAddrs[(viewer/len(audienceAgents))%len(audienceAddrs)]
+	}
+	return r
 }
+
+// audienceAgents and audienceAddrs make a mixed audience (Target.Mixed).
+var (
+	audienceAgents = []string{
+		"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+		"Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+		"Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36",
+		"Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
+		"Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+		"Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+		"Mozilla/5.0 (SMART-TV; LINUX; Tizen 7.0) AppleWebKit/537.36 (KHTML, like Gecko) 94.0.4606.31/7.0 TV Safari/537.36",
+		"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+	}
+	// US, GB, DK, FR, JP, BR and AU in the embedded IP-to-country table
+	audienceAddrs = []string{"8.8.8.8", "81.2.69.160", "85.214.132.117", "193.51.224.1", "133.242.0.3", "200.160.2.3", "1.1.1.1"}
+)
 
 // Heartbeat is a heartbeat of session.
 func (t Target) Heartbeat(session string, viewer int) Request {
