@@ -28,7 +28,7 @@ func TestStageViewersGaugeIsBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	body := h.metricsText()
+	body := h.metrics()
 	series := strings.Count(body, "\nviewpulse_stage_viewers{")
 	if series != 100 {
 		t.Fatalf("%d viewpulse_stage_viewers series, want 100", series)

@@ -409,11 +409,11 @@ func TestLiveOutsideLatencyHistogram(t *testing.T) {
 		return n == 0, fmt.Sprintf("live clients %v", n)
 	})
 	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
-		body := h.metricsText()
+		body := h.metrics()
 		return strings.Contains(body, `viewpulse_http_requests_total{method="GET",route="/v1/live",status="200"} 1`), "no request counted for /v1/live"
 	})
 	h.do(http.MethodGet, "/v1/stages", "", "") // a route that is observed
-	body := h.metricsText()
+	body := h.metrics()
 	if strings.Contains(body, `route="/v1/live"`+"}") || strings.Contains(body, `viewpulse_http_request_duration_seconds_count{method="GET",route="/v1/live"}`) {
 		t.Fatalf("/v1/live is in the latency histogram:\n%s", body)
 	}
@@ -423,17 +423,6 @@ func TestLiveOutsideLatencyHistogram(t *testing.T) {
 }
 
 func hasStage(m map[string]int64, arn string) bool { _, ok := m[arn]; return ok }
-
-func (h *liveHarness) metricsText() string {
-	h.t.Helper()
-	resp, err := http.Get(h.srv.URL + "/metrics")
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
 
 // gauge is the value of the unlabelled metric name in reg (0 when absent).
 func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {

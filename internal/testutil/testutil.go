@@ -301,3 +301,26 @@ func (s *RedisServer) Log() string {
 	b, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
 	return strings.TrimSpace(string(b))
 }
+
+// RunWithBinaries is a TestMain body for tests that run ViewPulse's real
+// processes: it builds pkgs (such as "../cmd/ingest") into a temporary
+// directory, stores it in *dir, runs the tests, removes the directory and
+// exits with the tests' status.
+func RunWithBinaries(m *testing.M, dir *string, pkgs ...string) {
+	d, err := os.MkdirTemp("", "viewpulse-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	build := exec.Command("go", append([]string{"build", "-o", d + string(filepath.Separator)}, pkgs...)...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build:", err)
+		os.RemoveAll(d)
+		os.Exit(1)
+	}
+	*dir = d
+	code := m.Run()
+	os.RemoveAll(d)
+	os.Exit(code)
+}
