@@ -55,21 +55,13 @@ func boolQueryParam(c echo.Context, name string, def bool) (bool, error) {
 // browser: the 50 keys with most views, then "other" for the rest.
 func (s *server) handleStageBreakdown() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		arn, err := stageParam(c)
+		arn, days, bots, err := stageWindow(c)
 		if err != nil {
 			return err
 		}
 		by := c.QueryParam("by")
 		if !store.ValidBreakdown(by) {
 			return invalid("by", "must be country, device, os or browser")
-		}
-		days, err := intQuery(c, "days", 7, 1, maxStatsDays)
-		if err != nil {
-			return err
-		}
-		bots, err := boolQueryParam(c, "include_bots", false)
-		if err != nil {
-			return err
 		}
 		now := s.now().UTC()
 		ctx, cancel := context.WithTimeout(c.Request().Context(), s.DBTimeout)

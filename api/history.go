@@ -26,15 +26,7 @@ const (
 // everyone present. An unknown stage has zero figures and peak_at null.
 func (s *server) handleStageStats() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		arn, err := stageParam(c)
-		if err != nil {
-			return err
-		}
-		days, err := intQuery(c, "days", 7, 1, maxStatsDays)
-		if err != nil {
-			return err
-		}
-		bots, err := boolQueryParam(c, "include_bots", false)
+		arn, days, bots, err := stageWindow(c)
 		if err != nil {
 			return err
 		}
@@ -54,6 +46,22 @@ func (s *server) handleStageStats() echo.HandlerFunc {
 			store.StageStats
 		}{arn, days, bots, now.AddDate(0, 0, -days), now, st})
 	}
+}
+
+// stageWindow reads what the stats and breakdown routes share: the {stage}
+// path parameter, days (1..365, default 7) and include_bots (default
+// false). Errors: 400 invalid_<name>.
+func stageWindow(c echo.Context) (arn string, days int, bots bool, err error) {
+	if arn, err = stageParam(c); err != nil {
+		return "", 0, false, err
+	}
+	if days, err = intQuery(c, "days", 7, 1, maxStatsDays); err != nil {
+		return "", 0, false, err
+	}
+	if bots, err = boolQueryParam(c, "include_bots", false); err != nil {
+		return "", 0, false, err
+	}
+	return arn, days, bots, nil
 }
 
 // handleStageSnapshots: GET /v1/stages/{stage}/snapshots?from=&to=, the
