@@ -188,6 +188,15 @@ func deadline(ctx context.Context) int64 {
 	return max(1, d.Add(-ClockSkew).UnixMilli())
 }
 
+// RunScript runs script through the shared pipelines of the player writes
+// (batch.go): for another step of the same requests, such as their rate
+// limit, so that it shares round trips with them. Errors: those of a
+// pipelined call (ErrOutcomeUnknown wrapped when sent and unanswered), or
+// the script's own.
+func (s *Stream) RunScript(ctx context.Context, script *redis.Script, keys []string, args ...any) (any, error) {
+	return s.batch.run(ctx, script, keys, args)
+}
+
 // SetCapacity sets the most viewers stage admits (0 or less: no limit).
 // Joins check it inside their atomic step.
 func (s *Stream) SetCapacity(ctx context.Context, stage string, max int) error {

@@ -91,6 +91,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	// of at most a minute) and deleted then; it expires this long after its
 	// hour in case no snapshotter takes it.
 	stream.PeakKeep = snapshotEvery + 2*time.Minute
+	limiter := ratelimit.New(rdb, common.RedisPrefix)
+	limiter.Run = stream.RunScript // limit checks share the writes' pipelines
 
 	reg := ops.NewRegistry()
 	// Closed when the server starts draining: Shutdown waits for running
@@ -105,7 +107,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		TrustedProxies:  proxies,
 		RedisTimeout:    common.RedisTimeout,
 		APIKeys:         apiKeys,
-		Limits:          limits.limits(ratelimit.New(rdb, common.RedisPrefix)),
+		Limits:          limits.limits(limiter),
 		IPStorage:       limits.ipStorage,
 		NoHeartbeatSkip: !limits.heartbeatSkip,
 		Tokens:          tokens,

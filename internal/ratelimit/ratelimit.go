@@ -89,6 +89,10 @@ type Result struct {
 type Limiter struct {
 	rdb  redis.UniversalClient
 	base string
+	// Run, when set, runs the limit script instead of a call of its own:
+	// ingest passes the stream's shared pipelines (events.Stream.RunScript),
+	// so that a join's limit check shares a round trip with other requests.
+	Run func(ctx context.Context, script *redis.Script, keys []string, args ...any) (any, error)
 
 	mu   sync.Mutex
 	salt []byte
@@ -151,7 +155,7 @@ func (l *Limiter) Allow(ctx context.Context, checks ...Check) (Result, error) {
 	if len(keys) == 0 {
 		return Result{Allowed: true}, nil
 	}
-	res, err := gcraScript.Run(ctx, l.rdb, keys, args...).Int64Slice()
+	res, err := l.run(ctx, keys, args)
 	if err != nil {
 		return Result{}, fmt.Errorf("rate limit: %w", err)
 	}
@@ -162,6 +166,28 @@ func (l *Limiter) Allow(ctx context.Context, checks ...Check) (Result, error) {
 		return Result{Allowed: true}, nil
 	}
 	return Result{Scope: scopes[res[0]-1], RetryAfter: time.Duration(res[1]) * time.Microsecond}, nil
+}
+
+// run runs the limit script, through Run when set, and reads its two
+// integers.
+func (l *Limiter) run(ctx context.Context, keys []string, args []any) ([]int64, error) {
+	if l.Run == nil {
+		return gcraScript.Run(ctx, l.rdb, keys, args...).Int64Slice()
+	}
+	reply, err := l.Run(ctx, gcraScript, keys, args...)
+	if err != nil {
+		return nil, err
+	}
+	vals, _ := reply.([]any)
+	out := make([]int64, len(vals))
+	for i, v := range vals {
+		n, ok := v.(int64)
+		if !ok {
+			return nil, fmt.Errorf("unexpected reply %v", reply)
+		}
+		out[i] = n
+	}
+	return out, nil
 }
 
 // saltValue returns the deployment's salt, creating it in Redis when no
