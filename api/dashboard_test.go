@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"image/png"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,10 +14,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/viewpulse/viewpulse/api"
-	"github.com/viewpulse/viewpulse/events"
 	"github.com/viewpulse/viewpulse/internal/testutil"
 )
 
@@ -252,13 +249,7 @@ func assertNotBlank(t *testing.T, file string) {
 // TestDashboardRedisUnavailable: with Redis unreachable the page loads and
 // says 'Redis unavailable' instead of breaking.
 func TestDashboardRedisUnavailable(t *testing.T) {
-	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), MaxRetries: -1})
-	t.Cleanup(func() { rdb.Close() })
-	srv := httptest.NewServer(api.NewServer(api.Config{
-		Stream: events.NewStream(rdb, "vp", time.Minute), RedisTimeout: 200 * time.Millisecond,
-		Live: api.LiveConfig{Tick: 100 * time.Millisecond},
-	}))
-	t.Cleanup(srv.Close)
+	srv := serverWithoutRedis(t, 100*time.Millisecond)
 	ctx := newBrowser(t)
 	do(t, ctx, chromedp.Navigate(srv.URL+"/dashboard"))
 	testutil.Eventually(t, 10*time.Second, func() (bool, string) {

@@ -325,13 +325,7 @@ func TestLiveNeedsKey(t *testing.T) {
 // TestLiveRedisUnavailable: when the counts cannot be read, the stream says
 // so with a status event instead of ending.
 func TestLiveRedisUnavailable(t *testing.T) {
-	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), MaxRetries: -1})
-	t.Cleanup(func() { rdb.Close() })
-	srv := httptest.NewServer(api.NewServer(api.Config{
-		Stream: events.NewStream(rdb, "vp", time.Minute), RedisTimeout: 200 * time.Millisecond,
-		Live: api.LiveConfig{Tick: 50 * time.Millisecond},
-	}))
-	t.Cleanup(srv.Close)
+	srv := serverWithoutRedis(t, 50*time.Millisecond)
 	c := openLive(t, srv.URL, "", "")
 	if ev := c.next(t, 2*time.Second); ev.Event != "status" || !strings.Contains(ev.Data, `"unavailable"`) {
 		t.Fatalf("first event = %+v, want status unavailable", ev)
@@ -444,4 +438,18 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return 0
+}
+
+// serverWithoutRedis is a server whose Redis never answers (a free port),
+// its live hub ticking every tick.
+func serverWithoutRedis(t *testing.T, tick time.Duration) *httptest.Server {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	srv := httptest.NewServer(api.NewServer(api.Config{
+		Stream: events.NewStream(rdb, "vp", time.Minute), RedisTimeout: 200 * time.Millisecond,
+		Live: api.LiveConfig{Tick: tick},
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }
