@@ -35,6 +35,8 @@ var (
 		Message: "the event log is full while history catches up; nothing was recorded, retry later", RetryAfter: 5}
 	errSessionNotFound = errorf(http.StatusNotFound, "session_not_found",
 		"the session is unknown or expired; join again")
+	errStageCollision = &Error{Status: http.StatusServiceUnavailable, Code: "stage_collision",
+		Message: "another live stage of this stage's partition shares its key hash (a one-in-10^5 event at a million live stages); nothing was recorded, the join succeeds once that stage's viewers are gone", RetryAfter: 30}
 	errStageFull = errorf(http.StatusConflict, "stage_full",
 		"the stage has reached its max_viewers; viewers already present are not affected")
 	errUnauthorized  = errorf(http.StatusUnauthorized, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required")

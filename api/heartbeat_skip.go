@@ -32,7 +32,7 @@ type beatCache struct {
 
 type beatShard struct {
 	mu        sync.Mutex
-	cur, prev map[ulid.ULID]beat
+	cur, prev map[sessionKey]beat
 	rotateAt  time.Time
 }
 
@@ -49,11 +49,11 @@ func newBeatCache(heartbeatEvery time.Duration) *beatCache {
 	return &beatCache{half: heartbeatEvery / 2}
 }
 
-func (b *beatCache) shard(id ulid.ULID) *beatShard { return &b.shards[id[15]&15] }
+func (b *beatCache) shard(id sessionKey) *beatShard { return &b.shards[id.id[15]&15] }
 
 // fresh returns the count cached for id when its last step is younger than
 // half the interval at now.
-func (b *beatCache) fresh(id ulid.ULID, now time.Time) (int64, bool) {
+func (b *beatCache) fresh(id sessionKey, now time.Time) (int64, bool) {
 	sh := b.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -69,7 +69,7 @@ func (b *beatCache) fresh(id ulid.ULID, now time.Time) (int64, bool) {
 }
 
 // put records a step for id that started at `at` and returned viewers.
-func (b *beatCache) put(id ulid.ULID, at, now time.Time, viewers int64) {
+func (b *beatCache) put(id sessionKey, at, now time.Time, viewers int64) {
 	sh := b.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -84,7 +84,7 @@ func (b *beatCache) put(id ulid.ULID, at, now time.Time, viewers int64) {
 // forget drops id; closed (this process closed it at `at`) leaves a marker
 // for half an interval, so that a heartbeat step racing the leave cannot
 // cache it again.
-func (b *beatCache) forget(id ulid.ULID, at, now time.Time, closed bool) {
+func (b *beatCache) forget(id sessionKey, at, now time.Time, closed bool) {
 	sh := b.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -110,7 +110,7 @@ func (b *beatCache) len(now time.Time) int {
 	return n
 }
 
-func (sh *beatShard) get(id ulid.ULID) (beat, bool) {
+func (sh *beatShard) get(id sessionKey) (beat, bool) {
 	if e, ok := sh.cur[id]; ok {
 		return e, true
 	}
@@ -124,11 +124,11 @@ func (sh *beatShard) get(id ulid.ULID) (beat, bool) {
 func (sh *beatShard) rotate(now time.Time, half time.Duration) {
 	switch {
 	case sh.cur == nil:
-		sh.cur, sh.rotateAt = map[ulid.ULID]beat{}, now.Add(half)
+		sh.cur, sh.rotateAt = map[sessionKey]beat{}, now.Add(half)
 	case !now.Before(sh.rotateAt.Add(half)): // idle for a whole generation: both stale
-		sh.cur, sh.prev, sh.rotateAt = map[ulid.ULID]beat{}, nil, now.Add(half)
+		sh.cur, sh.prev, sh.rotateAt = map[sessionKey]beat{}, nil, now.Add(half)
 	case !now.Before(sh.rotateAt):
-		sh.prev, sh.cur, sh.rotateAt = sh.cur, map[ulid.ULID]beat{}, sh.rotateAt.Add(half)
+		sh.prev, sh.cur, sh.rotateAt = sh.cur, map[sessionKey]beat{}, sh.rotateAt.Add(half)
 	}
 }
 
@@ -138,7 +138,7 @@ func (s *server) skipHeartbeat(sid string) (int64, bool) {
 	if s.NoHeartbeatSkip {
 		return 0, false
 	}
-	id, err := ulid.ParseStrict(sid)
+	id, err := parseSessionKey(sid)
 	if err != nil {
 		return 0, false
 	}
@@ -155,7 +155,7 @@ func (s *server) stepRan(sid string, at time.Time, viewers int64, err error) {
 	if s.NoHeartbeatSkip {
 		return
 	}
-	id, perr := ulid.ParseStrict(sid)
+	id, perr := parseSessionKey(sid)
 	switch {
 	case perr != nil:
 	case err == nil:
@@ -171,7 +171,28 @@ func (s *server) sessionLeft(sid string, at time.Time, closed bool) {
 	if s.NoHeartbeatSkip {
 		return
 	}
-	if id, err := ulid.ParseStrict(sid); err == nil {
+	if id, err := parseSessionKey(sid); err == nil {
 		s.beats.forget(id, at, s.now(), closed)
 	}
+}
+
+// sessionKey is a session ID as the cache's map key: its ULID and its
+// routing part (events.SessionRef), 30 bytes instead of a 40-byte string.
+type sessionKey struct {
+	id    ulid.ULID
+	route [events.SessionIDLen - 26]byte
+}
+
+func parseSessionKey(sid string) (sessionKey, error) {
+	var k sessionKey
+	if _, err := events.ParseSessionID(sid); err != nil {
+		return k, err
+	}
+	id, err := ulid.ParseStrict(sid[:26])
+	if err != nil {
+		return k, err
+	}
+	k.id = id
+	copy(k.route[:], sid[26:])
+	return k, nil
 }

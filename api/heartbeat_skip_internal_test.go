@@ -16,8 +16,8 @@ func TestBeatCacheKeepsFreshEntriesAcrossRotations(t *testing.T) {
 	base := time.UnixMilli(1_760_000_000_000)
 	for offset := time.Duration(0); offset < 3*half; offset += 700 * time.Millisecond {
 		b := newBeatCache(2 * half)
-		id := ulid.Make()
-		b.fresh(ulid.Make(), base) // the shards' first swap is due at base+half
+		id := sessionKey{id: ulid.Make()}
+		b.fresh(sessionKey{id: ulid.Make()}, base) // the shards' first swap is due at base+half
 		at := base.Add(offset)
 		b.put(id, at, at, 7)
 		for _, probe := range []time.Duration{0, half / 2, half - time.Millisecond} {
@@ -38,7 +38,7 @@ func TestBeatCacheKeepsFreshEntriesAcrossRotations(t *testing.T) {
 // and finishes after it does not bring the session back.
 func TestBeatCacheLeaveWinsARace(t *testing.T) {
 	b := newBeatCache(30 * time.Second)
-	id, now := ulid.Make(), time.Now()
+	id, now := sessionKey{id: ulid.Make()}, time.Now()
 	b.forget(id, now, now, true)
 	b.put(id, now.Add(-time.Millisecond), now, 3)
 	b.put(id, now.Add(time.Millisecond), now, 3)
@@ -55,7 +55,7 @@ func TestBeatCacheConcurrent(t *testing.T) {
 	for w := range 8 {
 		wg.Go(func() {
 			for i := range 500 {
-				id := ulid.Make()
+				id := sessionKey{id: ulid.Make()}
 				at := now.Add(time.Duration(w*500+i) * 10 * time.Millisecond)
 				b.put(id, at, at, int64(i))
 				b.fresh(id, at)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/oklog/ulid/v2"
+	"github.com/viewpulse/viewpulse/events"
 )
 
 // maxBody bounds every request body; the largest legitimate one (a join) is
@@ -107,7 +108,9 @@ func checkSession(id string) error {
 	if id == "" {
 		return invalid("session_id", "is required")
 	}
-	if _, err := ulid.ParseStrict(id); err != nil {
+	// A bare ULID is a session ID of the layout before partitions: well
+	// formed, and unknown (404, the client joins again), not a bad request.
+	if _, err := events.ParseSessionID(id); err != nil && (len(id) != 26 || ulidErr(id) != nil) {
 		return invalid("session_id", "must be a session_id returned by join")
 	}
 	return nil
@@ -204,4 +207,9 @@ func checkText(field string, v *string, max int) (*string, error) {
 		return nil, invalid(field, fmt.Sprintf("must be at most %d printable characters", max))
 	}
 	return v, nil
+}
+
+func ulidErr(id string) error {
+	_, err := ulid.ParseStrict(id)
+	return err
 }

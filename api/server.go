@@ -132,6 +132,9 @@ func (s *server) redisError(c echo.Context, op string, err error) error {
 		return errBackpressure
 	case errors.Is(err, events.ErrStageFull):
 		return errStageFull
+	case errors.Is(err, events.ErrStageCollision):
+		s.Log.Error("stage hash collision: a join was refused", "op", op, "err", err)
+		return errStageCollision
 	}
 	answer := errUnavailable
 	if errors.Is(err, events.ErrOutcomeUnknown) {

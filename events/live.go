@@ -16,8 +16,9 @@ func (s *Stream) Active(ctx context.Context, stage string) (StageCount, bool, er
 	var score *redis.FloatCmd
 	var count *redis.IntCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		score = p.ZScore(ctx, s.keys.Stages(), stage)
-		count = p.ZCount(ctx, s.keys.Present(stage), s.presentMin(), "+inf")
+		k := s.KeysOf(stage)
+		score = p.ZScore(ctx, k.Stages(), stage)
+		count = p.ZCount(ctx, k.Present(stage), s.presentMin(), "+inf")
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
@@ -29,19 +30,27 @@ func (s *Stream) Active(ctx context.Context, stage string) (StageCount, bool, er
 	return StageCount{Stage: stage, Viewers: count.Val(), LastActivity: time.UnixMilli(int64(score.Val())).UTC()}, true, nil
 }
 
-// Capacities returns every stage capacity set with SetCapacity.
+// Capacities returns every stage capacity set with SetCapacity, read from
+// every partition in one pipeline.
 func (s *Stream) Capacities(ctx context.Context) (map[string]int, error) {
-	m, err := s.rdb.HGetAll(ctx, s.keys.Capacity()).Result()
-	if err != nil {
+	cmds := make([]*redis.MapStringStringCmd, len(s.parts))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range s.parts {
+			cmds[i] = p.HGetAll(ctx, k.Capacity())
+		}
+		return nil
+	}); err != nil {
 		return nil, fmt.Errorf("capacities: %w", err)
 	}
-	out := make(map[string]int, len(m))
-	for stage, v := range m {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return nil, fmt.Errorf("capacity of %s: %q is not a number", stage, v)
+	out := map[string]int{}
+	for _, c := range cmds {
+		for stage, v := range c.Val() {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return nil, fmt.Errorf("capacity of %s: %q is not a number", stage, v)
+			}
+			out[stage] = n
 		}
-		out[stage] = n
 	}
 	return out, nil
 }

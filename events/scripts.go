@@ -2,15 +2,18 @@ package events
 
 import "github.com/redis/go-redis/v9"
 
-// Every script takes KEYS = {stream, stages} and
-// ARGV[1..5] = {key base, now ms, heartbeat timeout ms, stream bound (0 =
-// none), deadline ms on Redis's clock (0 = none)}; the per-stage keys are
-// built from the base inside the script, and share the base's hash tag. Each
+// Every script takes KEYS[1..6] = {stream, stages, stagenames, present,
+// members, sessions} of one stage (and the session bucket of the step's
+// user or session) in one partition, and ARGV[1..5] = {StageHash, now ms,
+// heartbeat timeout ms, stream bound (0 = none), deadline ms on Redis's
+// clock (0 = none)}; join and sweep take more keys after these. Every key a
+// script touches is one of its KEYS: they all carry the partition's hash tag,
+// so on Redis Cluster a step runs on the one node holding the partition. Each
 // script is one atomic step: the event is appended and the live state changed
 // together, or neither.
 const luaCommon = `
-local stream, stages = KEYS[1], KEYS[2]
-local base = ARGV[1]
+local stream, stages, names, pk, mk, sk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local h = ARGV[1]
 local now = tonumber(ARGV[2])
 local timeout = tonumber(ARGV[3])
 local bound = tonumber(ARGV[4])
@@ -29,24 +32,6 @@ local function check_deadline()
   end
 end
 
-local function present_key(stage) return base .. 'present:' .. stage end
-local function members_key(stage) return base .. 'members:' .. stage end
--- session records live in 1,024 small hashes picked by the session ID's last
--- two characters (random), so each stays compactly encoded (Keys.Sessions).
-local function sessions_key(sid) return base .. 'sessions:' .. string.sub(sid, -2) end
-
--- Stage ARNs are interned: a session record names its stage by a small
--- number, which keeps the live state per viewer small (README, "Memory").
-local function stage_id(stage)
-  local id = redis.call('HGET', base .. 'stageids', stage)
-  if not id then
-    id = tostring(redis.call('INCR', base .. 'stageseq'))
-    redis.call('HSET', base .. 'stageids', stage, id)
-    redis.call('HSET', base .. 'stagenames', id, stage)
-  end
-  return id
-end
-
 -- The join time of a session is the time part of its ULID (ingest mints the
 -- ID with the join's own time), so the record need not hold it.
 local crockford = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
@@ -58,22 +43,13 @@ local function ulid_ms(sid)
   return string.format('%d', n)
 end
 
--- a session record is "stage_id|user"; the user ID is last because it is the
--- only part that may contain '|'. Returns joined (Unix ms), stage, user,
--- stage id.
-local function parse(sid, rec)
-  local id, u = string.match(rec, '^(%d+)|(.*)$')
-  return ulid_ms(sid), redis.call('HGET', base .. 'stagenames', id), u, id
-end
-
--- Every open session of a stage has its entry in the stage's members hash
+-- Every open session of the stage has its entry in the stage's members hash
 -- (a join writes both; only close removes either), so an empty members hash
--- means no session record names the stage's interned id any more: release
--- it, so that stages that come and go leave nothing behind.
-local function release_stage(stage, id)
-  if redis.call('EXISTS', members_key(stage)) == 0 then
-    redis.call('HDEL', base .. 'stageids', stage)
-    redis.call('HDEL', base .. 'stagenames', id)
+-- means no session names the stage's hash any more: release its name, so
+-- that stages that come and go leave nothing behind.
+local function release_stage()
+  if redis.call('EXISTS', mk) == 0 then
+    redis.call('HDEL', names, h)
   end
 end
 
@@ -119,73 +95,85 @@ local function event(typ, sid, user, stage, participant, at)
   return f
 end
 
-local function live_count(stage)
-  return redis.call('ZCOUNT', present_key(stage), '(' .. (now - timeout), '+inf')
+local function live_count()
+  return redis.call('ZCOUNT', pk, '(' .. (now - timeout), '+inf')
 end
 
--- close appends the closing event of session sid and removes it from the live
--- state. typ is 'leave' or 'timeout'; last_seen is when the viewer was last
--- known present (the left_at of the row).
-local function close(sid, rec, typ, last_seen)
-  local joined, stage, user, id = parse(sid, rec)
+-- close appends the closing event of session sid (of user, its record in
+-- hash bucket) and removes it from the live state. typ is 'leave' or
+-- 'timeout'; last_seen is when the viewer was last known present (the
+-- left_at of the row).
+local function close(sid, user, bucket, typ, last_seen)
+  local stage = redis.call('HGET', names, h) or ''
   local f = event(typ, sid, user, stage, nil, now)
-  f[#f+1] = 'joined'; f[#f+1] = joined
+  f[#f+1] = 'joined'; f[#f+1] = ulid_ms(sid)
   f[#f+1] = 'last_seen'; f[#f+1] = tostring(last_seen)
   xadd(f)
-  redis.call('HDEL', sessions_key(sid), sid)
-  local mk = members_key(stage)
+  redis.call('HDEL', bucket, sid)
   if redis.call('HGET', mk, user) == sid then
     redis.call('HDEL', mk, user)
-    redis.call('ZREM', present_key(stage), user)
+    redis.call('ZREM', pk, user)
   end
-  release_stage(stage, id)
+  release_stage()
   return stage
 end
 
--- last_seen of a session, or nil if its user is not in the presence set.
-local function seen(stage, user)
-  local s = redis.call('ZSCORE', present_key(stage), user)
+-- last_seen of the user, or nil if they are not in the presence set.
+local function seen(user)
+  local s = redis.call('ZSCORE', pk, user)
   if s then return tonumber(s) end
   return nil
 end
 `
 
 // joinScript refuses a new viewer (not a present one) with STAGE_FULL when the
-// stage's capacity (hash <base>capacity) is reached. ARGV[6..13] = session ID
-// to mint, user, stage, participant, ua, ip, country, how long a per-minute
-// peak is kept after its hour ends (ms). Returns {session ID, live count,
-// rejoined 0|1}.
+// stage's capacity (KEYS[7], a hash of the partition) is reached, and any
+// join with STAGE_COLLISION while another ARN of the same StageHash has open
+// sessions in the partition. KEYS[8] = the stage's peak hash of now's hour
+// (Keys.Peak). ARGV[6..13] = session ID to mint, user, stage ARN,
+// participant, ua, ip, country, how long a per-minute peak is kept after its
+// hour ends (ms). The session bucket KEYS[6] is the user's (UserBucket), so
+// the user's earlier session of the stage is in it too. Returns {session ID,
+// live count, rejoined 0|1}.
 var joinScript = redis.NewScript(luaCommon + `
+local capacity, peak = KEYS[7], KEYS[8]
 local sid, user, stage, participant = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local ua, ip, country, peak_keep = ARGV[10], ARGV[11], ARGV[12], tonumber(ARGV[13])
 local late = check_deadline(); if late then return late end
 local err = check_bound(); if err then return err end
-local pk, mk = present_key(stage), members_key(stage)
+local named = redis.call('HGET', names, h)
+if named and named ~= stage then
+  return redis.error_reply('STAGE_COLLISION another stage of this partition shares the hash ' .. h)
+end
 
 local rejoined = 0
 local old = redis.call('HGET', mk, user)
-local old_rec = old and redis.call('HGET', sessions_key(old), old)
-local last = old_rec and seen(stage, user)
+-- the old session's routing part (partition, bucket, stage hash) is the new
+-- one's: same stage, same user; anything else was not written by this layout
+local old_rec = old and string.sub(old, 27) == string.sub(sid, 27) and redis.call('HGET', sk, old)
+local last = old_rec and seen(user)
 if last and last > now - timeout then
   sid = old
   rejoined = 1
 else
   -- a configured capacity refuses new viewers, never present ones.
-  local cap = tonumber(redis.call('HGET', base .. 'capacity', stage) or '0')
-  if cap > 0 and live_count(stage) >= cap then
+  local cap = tonumber(redis.call('HGET', capacity, stage) or '0')
+  if cap > 0 and live_count() >= cap then
     return redis.error_reply('STAGE_FULL stage holds ' .. cap .. ' viewers')
   end
   if old_rec then
     -- present once, silent past the timeout, not yet swept: close that
     -- session at its last sign of life before opening a new one.
-    local joined = parse(old, old_rec)
-    close(old, old_rec, 'timeout', last or tonumber(joined))
+    close(old, user, sk, 'timeout', last or tonumber(ulid_ms(old)))
+  elseif old then
+    redis.call('HDEL', mk, user)
   end
 end
 
 local f = event('join', sid, user, stage, (rejoined == 0) and participant or nil, now)
 if rejoined == 0 then
-  redis.call('HSET', sessions_key(sid), sid, stage_id(stage) .. '|' .. user)
+  redis.call('HSET', names, h, stage)
+  redis.call('HSET', sk, sid, user)
   redis.call('HSET', mk, user, sid)
   if ua ~= '' then f[#f+1] = 'ua'; f[#f+1] = ua end
   if ip ~= '' then f[#f+1] = 'ip'; f[#f+1] = ip end
@@ -195,14 +183,13 @@ xadd(f)
 redis.call('ZADD', pk, 'GT', now, user)
 redis.call('ZADD', stages, 'GT', now, stage)
 
-local count = live_count(stage)
+local count = live_count()
 -- one small hash per stage and hour, minute -> highest count (Keys.Peak)
 -- It is read at the next snapshot boundary and then deleted by the
 -- snapshotter; the expiry (the hour's end plus the snapshot interval and a
 -- grace, counted from now on ingest's clock) only bounds what a stopped
 -- snapshotter leaves behind.
 local hour = math.floor(now / 3600000)
-local peak = base .. 'peak:' .. stage .. ':' .. hour
 local minute = tostring(math.floor(now / 60000))
 local prev = tonumber(redis.call('HGET', peak, minute) or '0')
 if count > prev then
@@ -212,10 +199,11 @@ end
 return {sid, count, rejoined}
 `)
 
-// heartbeatScript: ARGV[6] = session ID, ARGV[7] = record interval ms (0:
-// every heartbeat is appended). Returns {1, live count} when the session is
-// present, {0, 0} when it is unknown or expired (an expired one is closed with
-// a timeout event at its last heartbeat).
+// heartbeatScript: KEYS[6] is the session ID's bucket; ARGV[6] = session
+// ID, ARGV[7] = record interval ms (0: every heartbeat is appended). Returns
+// {1, live count} when the session is present, {0, 0} when it is unknown or
+// expired (an expired one is closed with a timeout event at its last
+// heartbeat).
 //
 // Presence is refreshed by every heartbeat; the stream gets a heartbeat event
 // only when this heartbeat falls in a later record interval of the session
@@ -227,67 +215,71 @@ return {sid, count, rejoined}
 var heartbeatScript = redis.NewScript(luaCommon + `
 local sid, every = ARGV[6], tonumber(ARGV[7])
 local late = check_deadline(); if late then return late end
-local rec = redis.call('HGET', sessions_key(sid), sid)
-if not rec then return {0, 0} end
-local joined, stage, user = parse(sid, rec)
-local last = seen(stage, user)
+local user = redis.call('HGET', sk, sid)
+if not user then return {0, 0} end
+local joined = tonumber(ulid_ms(sid))
+local last = seen(user)
 -- (a record exists only for the user's current session: a join closes the
 -- old one before it writes a new one)
 if not last or last <= now - timeout then
-  close(sid, rec, 'timeout', last or tonumber(joined))
+  close(sid, user, sk, 'timeout', last or joined)
   return {0, 0}
 end
-local j = tonumber(joined)
-if every <= 0 or math.floor((now - j) / every) ~= math.floor((last - j) / every) then
+local stage = redis.call('HGET', names, h) or ''
+if every <= 0 or math.floor((now - joined) / every) ~= math.floor((last - joined) / every) then
   local err = check_bound(); if err then return err end
   xadd(event('heartbeat', sid, user, stage, nil, now))
 end
-redis.call('ZADD', present_key(stage), 'GT', now, user)
-redis.call('ZADD', stages, 'GT', now, stage)
-return {1, live_count(stage)}
+redis.call('ZADD', pk, 'GT', now, user)
+if stage ~= '' then redis.call('ZADD', stages, 'GT', now, stage) end
+return {1, live_count()}
 `)
 
-// leaveScript: ARGV[6] = session ID. Returns {1, live count} when it closed
-// the session, {0, 0} when there was nothing to close (repeat-safe). A session
-// already silent past the timeout is closed as a timeout at its last heartbeat.
+// leaveScript: KEYS[6] is the session ID's bucket; ARGV[6] = session ID.
+// Returns {1, live count} when it closed the session, {0, 0} when there was
+// nothing to close (repeat-safe). A session already silent past the timeout
+// is closed as a timeout at its last heartbeat.
 var leaveScript = redis.NewScript(luaCommon + `
 local sid = ARGV[6]
 local late = check_deadline(); if late then return late end
-local rec = redis.call('HGET', sessions_key(sid), sid)
-if not rec then return {0, 0} end
-local joined, stage, user = parse(sid, rec)
-local last = seen(stage, user)
+local user = redis.call('HGET', sk, sid)
+if not user then return {0, 0} end
+local last = seen(user)
 if not last or last <= now - timeout then
-  close(sid, rec, 'timeout', last or tonumber(joined))
+  close(sid, user, sk, 'timeout', last or tonumber(ulid_ms(sid)))
 else
-  close(sid, rec, 'leave', now)
+  close(sid, user, sk, 'leave', now)
 end
-return {1, live_count(stage)}
+return {1, live_count()}
 `)
 
-// sweepScript: ARGV[6..8] = stage, at most this many viewers, forget the stage
-// when it is empty and idle since this Unix ms. Closes viewers of the stage
-// silent past the timeout with timeout events at their last heartbeat.
-// Returns the number closed.
+// sweepScript: KEYS[6..] = session buckets, named by ARGV[9..] (bucket
+// characters, in the same order); ARGV[6..8] = at most this many viewers,
+// forget the stage when it is empty and idle since this Unix ms, the stage
+// ARN. Closes viewers of the stage silent past the timeout with timeout
+// events at their last heartbeat, those whose session's bucket it was given
+// (Stream.Sweep reads the silent users first and passes their buckets; one
+// gone silent since waits for the next sweep). Returns the number closed.
 var sweepScript = redis.NewScript(luaCommon + `
-local stage, limit, idle_before = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
-local pk, mk = present_key(stage), members_key(stage)
+local limit, idle_before, stage = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
+local buckets = {}
+for i = 9, #ARGV do buckets[ARGV[i]] = KEYS[i - 3] end
 local silent = redis.call('ZRANGE', pk, '-inf', now - timeout, 'BYSCORE', 'LIMIT', 0, limit, 'WITHSCORES')
 local closed = 0
 for i = 1, #silent, 2 do
   local user, last = silent[i], tonumber(silent[i+1])
   local sid = redis.call('HGET', mk, user)
-  local rec = sid and redis.call('HGET', sessions_key(sid), sid)
+  local bucket = sid and buckets[string.sub(sid, 29, 30)]
+  local rec = bucket and redis.call('HGET', bucket, sid)
   if rec then
-    close(sid, rec, 'timeout', last)
+    close(sid, user, bucket, 'timeout', last)
     closed = closed + 1
-  else
+  elseif bucket or not sid then
     -- presence without a session record cannot come from these scripts;
     -- drop it rather than count a ghost.
     redis.call('ZREM', pk, user)
     if sid then redis.call('HDEL', mk, user) end
-    local id = redis.call('HGET', base .. 'stageids', stage)
-    if id then release_stage(stage, id) end
+    release_stage()
   end
 end
 if redis.call('ZCARD', pk) == 0 then

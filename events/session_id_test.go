@@ -3,6 +3,7 @@ package events_test
 import (
 	"encoding/binary"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -20,10 +21,10 @@ func TestSessionIDsAreUnguessable(t *testing.T) {
 	byMS := map[uint64][][10]byte{}
 	buckets := map[string]bool{}
 	start := time.Now()
-	for range n {
+	for i := range n {
 		now := time.Now()
-		sid := events.NewSessionID(now)
-		id, err := ulid.ParseStrict(sid)
+		sid := events.NewSessionID(now, 0, "user-"+strconv.Itoa(i), "arn:aws:ivs:us-east-1:1:stage/x")
+		id, err := ulid.ParseStrict(sid[:26])
 		if err != nil {
 			t.Fatalf("%q: %v", sid, err)
 		}
@@ -33,7 +34,7 @@ func TestSessionIDsAreUnguessable(t *testing.T) {
 		var r [10]byte
 		copy(r[:], id[6:])
 		byMS[id.Time()] = append(byMS[id.Time()], r)
-		buckets[sid[len(sid)-2:]] = true
+		buckets[sid[28:30]] = true
 	}
 	t.Logf("%d IDs in %s over %d milliseconds", n, time.Since(start), len(byMS))
 	crowded := 0
@@ -75,6 +76,54 @@ func distance(a, b [10]byte) uint64 {
 func BenchmarkNewSessionID(b *testing.B) {
 	now := time.Now()
 	for b.Loop() {
-		_ = events.NewSessionID(now)
+		_ = events.NewSessionID(now, 3, "user-1", "arn:aws:ivs:us-east-1:123456789012:stage/abcdEFGH1234")
 	}
 }
+
+// TestSessionIDRoutes: an ID names its partition, its user's bucket and its
+// stage's hash, and ParseSessionID refuses every other form.
+func TestSessionIDRoutes(t *testing.T) {
+	const stage = "arn:aws:ivs:us-east-1:123456789012:stage/abcdEFGH1234"
+	for _, p := range []int{0, 1, 11, 31, 32, 1023} {
+		sid := events.NewSessionID(time.Now(), p, "alice", stage)
+		if len(sid) != events.SessionIDLen {
+			t.Fatalf("%q: %d characters, want %d", sid, len(sid), events.SessionIDLen)
+		}
+		ref, err := events.ParseSessionID(sid)
+		if err != nil {
+			t.Fatalf("%q: %v", sid, err)
+		}
+		want := events.SessionRef{Partition: p, Bucket: events.UserBucket("alice"), Stage: events.StageHash(stage)}
+		if ref != want {
+			t.Fatalf("%q parses to %+v, want %+v", sid, ref, want)
+		}
+	}
+	good := events.NewSessionID(time.Now(), 0, "alice", stage)
+	for _, bad := range []string{
+		"", good[:26], good[:39], good + "0", // lengths
+		"8" + good[1:],              // ULID overflow
+		good[:30] + "abcdefghij",    // lower case
+		good[:30] + "UUUUUUUUUU",    // U is not Crockford
+		good[:27] + "-" + good[28:], // punctuation
+	} {
+		if _, err := events.ParseSessionID(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+// TestStageHashAndBucketsAreStable: the hash and bucket functions are part
+// of the stored layout (key names, session IDs): they must never change.
+func TestStageHashAndBucketsAreStable(t *testing.T) {
+	if h := events.StageHash("arn:aws:ivs:us-east-1:123456789012:stage/abcdEFGH1234"); len(h) != events.StageHashLen {
+		t.Fatalf("hash %q", h)
+	}
+	got := []string{events.StageHash("a"), events.UserBucket("alice"), strconv.Itoa(events.PartitionOf("a", 12))}
+	want := []string{stableHashA, stableBucketAlice, stablePartitionA}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q: the layout changed, and every deployment's keys with it", got, want)
+	}
+}
+
+// Computed independently (Python's hashlib and a hand-written FNV-1a).
+const stableHashA, stableBucketAlice, stablePartitionA = "SABR24PA3E", "Z7", "4"

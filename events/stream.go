@@ -41,10 +41,21 @@ var ErrTooLate = errors.New("arrived after its deadline")
 // by up to that much (NTP keeps them within a few ms).
 const ClockSkew = 50 * time.Millisecond
 
-// Stream is one deployment's event stream and live presence state in Redis.
+// ErrStageCollision is returned by Join when another stage of the same
+// partition with open sessions shares the stage's StageHash (about one
+// chance in 10^5 at a million live stages): nothing was recorded, and the
+// join succeeds once the other stage's sessions are closed.
+var ErrStageCollision = errors.New("stage hash collision")
+
+// Stream is one deployment's event streams (one per partition) and live
+// presence state in Redis.
 type Stream struct {
-	rdb     redis.UniversalClient
-	keys    Keys
+	rdb    redis.UniversalClient
+	prefix string
+	parts  []Keys // parts[p] = PartitionKeys(prefix, p)
+	// fixed[p] = the first three script keys of partition p (stageKeys),
+	// named once rather than on every step
+	fixed   [][3]string
 	timeout time.Duration
 	// MaxLen, when above zero, bounds the backlog: player writes are refused
 	// with ErrBackpressure while some consumer group has that many entries
@@ -68,15 +79,47 @@ type Stream struct {
 // interval, its grace of at most a minute, and a minute more.
 const DefaultPeakKeep = 7 * time.Minute
 
-// NewStream returns the stream of the deployment whose keys start with prefix.
-// A viewer is present while their last join or heartbeat is younger than
-// timeout.
+// NewStream returns the stream of the single-partition deployment whose
+// keys start with prefix. A viewer is present while their last join or
+// heartbeat is younger than timeout.
 func NewStream(rdb redis.UniversalClient, prefix string, timeout time.Duration) *Stream {
-	return &Stream{rdb: rdb, keys: NewKeys(prefix), timeout: timeout, PeakKeep: DefaultPeakKeep, Now: time.Now, batch: newBatcher(rdb, 8, 64)}
+	return NewPartitionedStream(rdb, prefix, timeout, 1)
 }
 
-// Keys returns the key names the stream uses.
-func (s *Stream) Keys() Keys { return s.keys }
+// NewPartitionedStream returns the stream of a deployment of n partitions
+// (1 to MaxPartitions; out of range is taken as 1): a stage belongs to
+// partition PartitionOf(stage, n). Check n against the deployment with
+// CheckPartitions first.
+func NewPartitionedStream(rdb redis.UniversalClient, prefix string, timeout time.Duration, n int) *Stream {
+	if n < 1 || n > MaxPartitions {
+		n = 1
+	}
+	parts := make([]Keys, n)
+	fixed := make([][3]string, n)
+	for p := range parts {
+		k := PartitionKeys(prefix, p)
+		parts[p], fixed[p] = k, [3]string{k.Stream(), k.Stages(), k.StageNames()}
+	}
+	return &Stream{rdb: rdb, prefix: prefix, parts: parts, fixed: fixed, timeout: timeout, PeakKeep: DefaultPeakKeep,
+		Now: time.Now, batch: newBatcher(rdb, 8, 64)}
+}
+
+// Keys returns the key names of partition 0: with one partition, every key
+// the stream uses.
+func (s *Stream) Keys() Keys { return s.parts[0] }
+
+// Partitions is the number of partitions.
+func (s *Stream) Partitions() int { return len(s.parts) }
+
+// PartitionKeys returns the key names of partition p, which must be below
+// Partitions.
+func (s *Stream) PartitionKeys(p int) Keys { return s.parts[p] }
+
+// Prefix is the deployment's key prefix.
+func (s *Stream) Prefix() string { return s.prefix }
+
+// KeysOf returns the key names of stage's partition.
+func (s *Stream) KeysOf(stage string) Keys { return s.parts[PartitionOf(stage, len(s.parts))] }
 
 // Client returns the Redis client.
 func (s *Stream) Client() redis.UniversalClient { return s.rdb }
@@ -104,10 +147,12 @@ type JoinResult struct {
 // ErrOutcomeUnknown (wrapped), or Redis's own (nothing recorded).
 func (s *Stream) Join(ctx context.Context, r JoinRequest) (JoinResult, error) {
 	now := s.Now()
-	res, err := s.run(ctx, joinScript, now, s.MaxLen,
+	k, h, bucket := s.KeysOf(r.Stage), StageHash(r.Stage), UserBucket(r.User)
+	keys := append(s.stageKeys(k, h, bucket), k.Capacity(), k.peak(h, now))
+	res, err := s.run(ctx, joinScript, keys, h, now, s.MaxLen,
 		// The ULID's time is the join's: the Lua steps read the join time
 		// back from the session ID instead of storing it.
-		NewSessionID(now),
+		newSessionID(now, k.part, bucket, h),
 		r.User, r.Stage, r.Participant, r.UA, r.IP, r.Country, s.PeakKeep.Milliseconds())
 	if err != nil {
 		return JoinResult{}, fmt.Errorf("join: %w", err)
@@ -119,7 +164,11 @@ func (s *Stream) Join(ctx context.Context, r JoinRequest) (JoinResult, error) {
 // returning the stage's live count. Errors: ErrSessionNotFound,
 // ErrBackpressure, and those of Join.
 func (s *Stream) Heartbeat(ctx context.Context, session string) (int64, error) {
-	res, err := s.run(ctx, heartbeatScript, s.Now(), s.MaxLen, session, s.RecordEvery.Milliseconds())
+	keys, h, ok := s.sessionKeys(session)
+	if !ok {
+		return 0, ErrSessionNotFound
+	}
+	res, err := s.run(ctx, heartbeatScript, keys, h, s.Now(), s.MaxLen, session, s.RecordEvery.Milliseconds())
 	if err != nil {
 		return 0, fmt.Errorf("heartbeat: %w", err)
 	}
@@ -134,7 +183,11 @@ func (s *Stream) Heartbeat(ctx context.Context, session string) (int64, error) {
 // nothing and reports closed=false. Errors: ErrTooLate, ErrOutcomeUnknown
 // (wrapped), or Redis's own.
 func (s *Stream) Leave(ctx context.Context, session string) (closed bool, err error) {
-	res, err := s.run(ctx, leaveScript, s.Now(), 0, session)
+	keys, h, ok := s.sessionKeys(session)
+	if !ok {
+		return false, nil
+	}
+	res, err := s.run(ctx, leaveScript, keys, h, s.Now(), 0, session)
 	if err != nil {
 		return false, fmt.Errorf("leave: %w", err)
 	}
@@ -145,23 +198,58 @@ func (s *Stream) Leave(ctx context.Context, session string) (closed bool, err er
 // been silent past the timeout, and forgets the stage once it is empty and
 // has seen no event since idleBefore. It returns how many it closed. Two
 // sweepers never close one session twice: each step is atomic.
+//
+// The silent users are read first, and the step is given the session
+// buckets of those users (every key it touches is named in advance); a
+// viewer gone silent in between waits for the next sweep.
 func (s *Stream) Sweep(ctx context.Context, stage string, limit int, idleBefore time.Time) (int, error) {
-	n, err := sweepScript.Run(ctx, s.rdb, s.scriptKeys(),
-		s.keys.base, s.Now().UnixMilli(), s.timeout.Milliseconds(), 0, 0,
-		stage, limit, idleBefore.UnixMilli()).Int()
+	k, h := s.KeysOf(stage), StageHash(stage)
+	now := s.Now()
+	users, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: k.present(h), Start: "-inf", Stop: strconv.FormatInt(now.UnixMilli()-s.timeout.Milliseconds(), 10),
+		ByScore: true, Count: int64(limit),
+	}).Result()
+	if err != nil {
+		return 0, fmt.Errorf("sweep %s: %w", stage, err)
+	}
+	keys := s.stageKeys(k, h, "")[:5]
+	args := []any{h, now.UnixMilli(), s.timeout.Milliseconds(), 0, 0, limit, idleBefore.UnixMilli(), stage}
+	seen := map[string]bool{}
+	for _, u := range users {
+		if b := UserBucket(u); !seen[b] {
+			seen[b] = true
+			keys = append(keys, k.SessionBucket(b))
+			args = append(args, b)
+		}
+	}
+	n, err := sweepScript.Run(ctx, s.rdb, keys, args...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("sweep %s: %w", stage, err)
 	}
 	return n, nil
 }
 
-func (s *Stream) scriptKeys() []string {
-	return []string{s.keys.Stream(), s.keys.Stages()}
+// stageKeys are KEYS[1..6] of every script (scripts.go): the partition's
+// stream, stages and stage names, the stage's presence and members, and the
+// session bucket.
+func (s *Stream) stageKeys(k Keys, h, bucket string) []string {
+	f := &s.fixed[k.part]
+	return []string{f[0], f[1], f[2], k.present(h), k.members(h), k.SessionBucket(bucket)}
 }
 
-func (s *Stream) run(ctx context.Context, script *redis.Script, now time.Time, bound int64, args ...any) ([]any, error) {
-	argv := append([]any{s.keys.base, now.UnixMilli(), s.timeout.Milliseconds(), bound, deadline(ctx)}, args...)
-	reply, err := s.batch.run(ctx, script, s.scriptKeys(), argv)
+// sessionKeys are the script keys of session sid's step, and its stage
+// hash; ok is false when sid is no session ID of this deployment.
+func (s *Stream) sessionKeys(sid string) (keys []string, h string, ok bool) {
+	ref, err := ParseSessionID(sid)
+	if err != nil || ref.Partition >= len(s.parts) {
+		return nil, "", false
+	}
+	return s.stageKeys(s.parts[ref.Partition], ref.Stage, ref.Bucket), ref.Stage, true
+}
+
+func (s *Stream) run(ctx context.Context, script *redis.Script, keys []string, h string, now time.Time, bound int64, args ...any) ([]any, error) {
+	argv := append([]any{h, now.UnixMilli(), s.timeout.Milliseconds(), bound, deadline(ctx)}, args...)
+	reply, err := s.batch.run(ctx, script, keys, argv)
 	res, _ := reply.([]any)
 	if err != nil {
 		switch msg := err.Error(); {
@@ -169,6 +257,8 @@ func (s *Stream) run(ctx context.Context, script *redis.Script, now time.Time, b
 			return nil, ErrBackpressure
 		case strings.HasPrefix(msg, "STAGE_FULL"):
 			return nil, ErrStageFull
+		case strings.HasPrefix(msg, "STAGE_COLLISION"):
+			return nil, ErrStageCollision
 		case strings.HasPrefix(msg, "DEADLINE"):
 			return nil, fmt.Errorf("%w: %s", ErrTooLate, msg)
 		}
@@ -202,9 +292,9 @@ func (s *Stream) RunScript(ctx context.Context, script *redis.Script, keys []str
 func (s *Stream) SetCapacity(ctx context.Context, stage string, max int) error {
 	var err error
 	if max > 0 {
-		err = s.rdb.HSet(ctx, s.keys.Capacity(), stage, max).Err()
+		err = s.rdb.HSet(ctx, s.KeysOf(stage).Capacity(), stage, max).Err()
 	} else {
-		err = s.rdb.HDel(ctx, s.keys.Capacity(), stage).Err()
+		err = s.rdb.HDel(ctx, s.KeysOf(stage).Capacity(), stage).Err()
 	}
 	if err != nil {
 		return fmt.Errorf("set capacity %s: %w", stage, err)
@@ -213,13 +303,15 @@ func (s *Stream) SetCapacity(ctx context.Context, stage string, max int) error {
 }
 
 // OpenSessions counts the sessions open now (present or silent but not yet
-// swept), in one pipelined round trip over the session buckets.
+// swept), in one pipeline over the session buckets of every partition (on a
+// cluster, one round trip per node).
 func (s *Stream) OpenSessions(ctx context.Context) (int64, error) {
-	buckets := s.keys.AllSessions()
-	cmds := make([]*redis.IntCmd, len(buckets))
+	var cmds []*redis.IntCmd
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, b := range buckets {
-			cmds[i] = p.HLen(ctx, b)
+		for _, k := range s.parts {
+			for _, b := range k.AllSessions() {
+				cmds = append(cmds, p.HLen(ctx, b))
+			}
 		}
 		return nil
 	}); err != nil {
@@ -240,7 +332,7 @@ type Viewer struct {
 
 // Count returns the number of distinct users present in stage now.
 func (s *Stream) Count(ctx context.Context, stage string) (int64, error) {
-	n, err := s.rdb.ZCount(ctx, s.keys.Present(stage), s.presentMin(), "+inf").Result()
+	n, err := s.rdb.ZCount(ctx, s.KeysOf(stage).Present(stage), s.presentMin(), "+inf").Result()
 	if err != nil {
 		return 0, fmt.Errorf("count %s: %w", stage, err)
 	}
@@ -251,7 +343,7 @@ func (s *Stream) Count(ctx context.Context, stage string) (int64, error) {
 // most limit of them (0: all).
 func (s *Stream) Present(ctx context.Context, stage string, limit int64) ([]Viewer, error) {
 	zs, err := s.rdb.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
-		Key: s.keys.Present(stage), Start: "+inf", Stop: s.presentMin(),
+		Key: s.KeysOf(stage).Present(stage), Start: "+inf", Stop: s.presentMin(),
 		ByScore: true, Rev: true, Count: limit,
 	}).Result()
 	if err != nil {
@@ -272,30 +364,45 @@ type StageCount struct {
 }
 
 // Stages lists the stages that saw an event since `since`, with their live
-// counts, in one round trip for the counts.
+// counts, partition after partition: one pipeline for the stage lists of
+// every partition and one for the counts (on a cluster, a round trip per
+// node each).
 func (s *Stream) Stages(ctx context.Context, since time.Time) ([]StageCount, error) {
-	zs, err := s.rdb.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
-		Key: s.keys.Stages(), Start: strconv.FormatInt(since.UnixMilli(), 10), Stop: "+inf", ByScore: true,
-	}).Result()
-	if err != nil {
+	lists := make([]*redis.ZSliceCmd, len(s.parts))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range s.parts {
+			lists[i] = p.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+				Key: k.Stages(), Start: strconv.FormatInt(since.UnixMilli(), 10), Stop: "+inf", ByScore: true,
+			})
+		}
+		return nil
+	}); err != nil {
 		return nil, fmt.Errorf("stages: %w", err)
 	}
-	if len(zs) == 0 {
+	var out []StageCount
+	var keys []string
+	for i, l := range lists {
+		for _, z := range l.Val() {
+			stage := z.Member.(string)
+			out = append(out, StageCount{Stage: stage, LastActivity: time.UnixMilli(int64(z.Score)).UTC()})
+			keys = append(keys, s.parts[i].Present(stage))
+		}
+	}
+	if len(out) == 0 {
 		return nil, nil
 	}
 	min := s.presentMin()
-	cmds := make([]*redis.IntCmd, len(zs))
+	cmds := make([]*redis.IntCmd, len(keys))
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, z := range zs {
-			cmds[i] = p.ZCount(ctx, s.keys.Present(z.Member.(string)), min, "+inf")
+		for i, key := range keys {
+			cmds[i] = p.ZCount(ctx, key, min, "+inf")
 		}
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("stage counts: %w", err)
 	}
-	out := make([]StageCount, len(zs))
-	for i, z := range zs {
-		out[i] = StageCount{Stage: z.Member.(string), Viewers: cmds[i].Val(), LastActivity: time.UnixMilli(int64(z.Score)).UTC()}
+	for i, c := range cmds {
+		out[i].Viewers = c.Val()
 	}
 	return out, nil
 }
@@ -362,7 +469,7 @@ func (s *Stream) peakFields(stage string, from, to time.Time, whole bool) ([]str
 		if whole && t.Add(time.Minute).After(to) {
 			break
 		}
-		key := s.keys.Peak(stage, t)
+		key := s.KeysOf(stage).Peak(stage, t)
 		if _, ok := fields[key]; !ok {
 			order = append(order, key)
 		}

@@ -57,7 +57,7 @@ func TestJoinHeartbeatLeave(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j.Viewers != 1 || j.Rejoined || len(j.Session) != 26 {
+	if j.Viewers != 1 || j.Rejoined || len(j.Session) != events.SessionIDLen {
 		t.Fatalf("join = %+v", j)
 	}
 	c.Add(30 * time.Second)

@@ -55,8 +55,8 @@ func TestStageStormLeavesNothingBehind(t *testing.T) {
 			t.Fatal(err)
 		}
 		storm := e.liveState(t)
-		if n := storm.fields["stageids"]; n < stages/2 {
-			t.Fatalf("%d interned stages during the storm; the odd half is still open", n)
+		if n := storm.fields["stagenames"]; n < stages/2 {
+			t.Fatalf("%d stage names during the storm; the odd half is still open", n)
 		}
 		// The sweeps close the silent half, snapshots use the peaks and
 		// write each stage's 0 row, and idle stages are forgotten.

@@ -202,8 +202,26 @@ func parseCursor(c string) (time.Time, string, error) {
 	if err != nil || us < 0 || us >= maxCursorMicros || strconv.FormatInt(us, 10) != micros {
 		return time.Time{}, "", ErrInvalidCursor
 	}
-	if id, err := ulid.ParseStrict(session); err != nil || id.String() != session {
+	if !sessionIDForm(session) {
 		return time.Time{}, "", ErrInvalidCursor
 	}
 	return time.UnixMicro(us).UTC(), session, nil
+}
+
+// sessionIDForm reports whether id has the form of a session ID: a ULID in
+// upper case, alone (the layout before partitions) or followed by 14 more
+// Crockford characters (events.SessionIDLen).
+func sessionIDForm(id string) bool {
+	if len(id) != 26 && len(id) != 40 {
+		return false
+	}
+	if u, err := ulid.ParseStrict(id[:26]); err != nil || u.String() != id[:26] {
+		return false
+	}
+	for i := 26; i < len(id); i++ {
+		if !strings.ContainsRune("0123456789ABCDEFGHJKMNPQRSTVWXYZ", rune(id[i])) {
+			return false
+		}
+	}
+	return true
 }

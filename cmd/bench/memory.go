@@ -60,7 +60,7 @@ func memoryPhase(ctx context.Context, e *env, r *Results) error {
 		return err
 	}
 	k := s.Keys()
-	keys := append(k.AllSessions(), k.Stages(), k.StageIDs(), k.StageNames(), k.Base()+"stageseq")
+	keys := append(k.AllSessions(), k.Stages(), k.StageNames())
 	for _, st := range stages {
 		keys = append(keys, k.Present(st), k.Members(st))
 		for h := t0.Truncate(time.Hour); !h.After(time.Now()); h = h.Add(time.Hour) {

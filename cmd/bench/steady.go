@@ -48,7 +48,7 @@ func steadyPhase(ctx context.Context, e *env, r *Results) error {
 	}
 	measure := func() (sample, error) {
 		var s sample
-		ks := append(keys.AllSessions(), keys.Stream(), keys.Stages(), keys.StageIDs(), keys.StageNames())
+		ks := append(keys.AllSessions(), keys.Stream(), keys.Stages(), keys.StageNames())
 		for _, st := range loadgen.Stages(200) {
 			ks = append(ks, keys.Present(st), keys.Members(st))
 		}

@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/viewpulse/viewpulse/api"
-	"github.com/viewpulse/viewpulse/events"
 	"github.com/viewpulse/viewpulse/internal/config"
 	"github.com/viewpulse/viewpulse/internal/ops"
 	"github.com/viewpulse/viewpulse/internal/ratelimit"
@@ -84,7 +83,10 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 	defer rdb.Close()
 	config.CheckRedis(ctx, rdb, log)
-	stream := events.NewStream(rdb, common.RedisPrefix, common.HeartbeatTimeout)
+	stream, err := common.Stream(ctx, rdb, log)
+	if err != nil {
+		return err
+	}
 	stream.MaxLen = maxLen
 	stream.RecordEvery = recordEvery
 	// A per-minute peak is read at the next snapshot boundary (within a grace

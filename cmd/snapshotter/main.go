@@ -17,7 +17,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/sourcegraph/conc/pool"
 
-	"github.com/viewpulse/viewpulse/events"
 	"github.com/viewpulse/viewpulse/internal/config"
 	"github.com/viewpulse/viewpulse/internal/ops"
 	"github.com/viewpulse/viewpulse/snapshotter"
@@ -102,7 +101,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer db.Close()
 
 	reg := ops.NewRegistry()
-	stream := events.NewStream(rdb, cfg.common.RedisPrefix, cfg.common.HeartbeatTimeout)
+	stream, err := cfg.common.Stream(ctx, rdb, log)
+	if err != nil {
+		return err
+	}
 	snap := snapshotter.New(stream, db, cfg.snap, log, reg)
 	checks := map[string]ops.Check{
 		"redis":    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },

@@ -17,6 +17,8 @@ import (
 	"github.com/lmittmann/tint"
 	"github.com/mattn/go-isatty"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/viewpulse/viewpulse/events"
 )
 
 // Env reads variables through getenv and collects what is wrong with them, so
@@ -145,16 +147,20 @@ type Common struct {
 	RedisTimeout time.Duration
 	LogFormat    string
 	LogLevel     slog.Level
+	// Partitions is PARTITIONS: how many partitions (stream and live state
+	// each, hash tag {p<N>}) the stages are spread over.
+	Partitions int
 }
 
 // ReadCommon reads REDIS_URL, REDIS_PREFIX, HEARTBEAT_TIMEOUT, REDIS_TIMEOUT,
-// LOG_FORMAT and LOG_LEVEL. stdout decides the default log format: text on a terminal.
+// PARTITIONS, LOG_FORMAT and LOG_LEVEL. stdout decides the default log format: text on a terminal.
 func ReadCommon(e *Env, stdout io.Writer) Common {
 	c := Common{
 		RedisURL:         e.String("REDIS_URL", "redis://127.0.0.1:6379/0"),
 		RedisPrefix:      e.String("REDIS_PREFIX", "vp"),
 		HeartbeatTimeout: e.Duration("HEARTBEAT_TIMEOUT", 120*time.Second),
 		RedisTimeout:     e.Duration("REDIS_TIMEOUT", time.Second),
+		Partitions:       int(e.Int("PARTITIONS", 1, 1, events.MaxPartitions)),
 	}
 	if strings.ContainsAny(c.RedisPrefix, "{} ") {
 		e.Fail("REDIS_PREFIX", "a prefix without braces or spaces", c.RedisPrefix)
@@ -229,6 +235,21 @@ func (c Common) Redis() (redis.UniversalClient, error) {
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = timeout, timeout, timeout, timeout
 	opt.ContextTimeoutEnabled = true
 	return redis.NewClient(opt), nil
+}
+
+// Stream checks PARTITIONS against the deployment in Redis (refused when it
+// was created with another number) and returns its stream. It warns when
+// keys of the layout before partitions are still in Redis.
+func (c Common) Stream(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger) (*events.Stream, error) {
+	old, err := events.CheckPartitions(ctx, rdb, c.RedisPrefix, c.Partitions)
+	if err != nil {
+		return nil, err
+	}
+	if old {
+		log.Warn("Redis still holds a stream of the layout before partitions (" + c.RedisPrefix + ":{0}:events); " +
+			"nothing reads it any more: see README, \"Upgrading to partitions\"")
+	}
+	return events.NewPartitionedStream(rdb, c.RedisPrefix, c.HeartbeatTimeout, c.Partitions), nil
 }
 
 // clusterURL turns redis+cluster://[userinfo@]h1:p1,h2:p2[/][?query] into

@@ -547,7 +547,7 @@ export interface components {
             token?: string;
         };
         JoinResponse: {
-            /** @description ULID. */
+            /** @description 40 characters of Crockford base32: a ULID (the join time and 80 random bits), then the partition (2), the user's session bucket (2) and the stage's key hash (10), so heartbeat and leave go straight to the session's partition. Opaque to clients: the random bits are the secret. */
             session_id: string;
             viewers: number;
             heartbeat_interval_seconds: number;
@@ -1073,7 +1073,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `dependency_unavailable` (Redis; `Retry-After: 1`) or `backpressure` (the stream is full; `Retry-After: 5`). Nothing was recorded. */
+            /** @description `dependency_unavailable` (Redis; `Retry-After: 1`), `backpressure` (the stage's partition stream is full; `Retry-After: 5`) or `stage_collision` (another live stage of the partition shares the stage's 50-bit key hash, about one chance in 10^5 at a million live stages; `Retry-After: 30`): nothing was recorded. `outcome_unknown`: Redis did not answer in time after the step reached it; repeat the join (it continues the session). */
             503: {
                 headers: {
                     [name: string]: unknown;
