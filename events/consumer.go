@@ -96,6 +96,31 @@ func (c *Consumer) Init(ctx context.Context) error {
 	return nil
 }
 
+// TakeOver makes every entry pending in the group on any consumer this
+// one's (XAUTOCLAIM with no minimum idle time, IDs only) and makes the next
+// Next start with them: for a consumer that has just been given the stream
+// to itself (a projector's partition lease), whose previous reader is dead
+// or has given it up. It returns how many entries it took.
+func (c *Consumer) TakeOver(ctx context.Context) (int, error) {
+	taken, cursor := 0, "0-0"
+	for {
+		ids, next, err := c.rdb.XAutoClaimJustID(ctx, &redis.XAutoClaimArgs{
+			Stream: c.keys.Stream(), Group: c.cfg.Group, Consumer: c.cfg.Name,
+			MinIdle: 0, Start: cursor, Count: int64(c.cfg.BatchSize),
+		}).Result()
+		if err != nil {
+			return taken, fmt.Errorf("take over pending entries: %w", err)
+		}
+		taken += len(ids)
+		if next == "0-0" || next == "" {
+			break
+		}
+		cursor = next
+	}
+	c.recovering = true
+	return taken, nil
+}
+
 // Recover makes the next Next start again from this consumer's own pending
 // entries: call it after a batch failed, so that it is retried first.
 func (c *Consumer) Recover() { c.recovering = true }

@@ -44,6 +44,11 @@ func (k Keys) DeadLetter() string { return k.base + "dead" }
 // Lease is held by the projector reading the partition (projector.Leases).
 func (k Keys) Lease() string { return k.base + "lease" }
 
+// Projectors (partition 0 only) is the sorted set of live projector
+// processes, scored by when their announcement expires (Unix ms): how many
+// share the partitions.
+func (k Keys) Projectors() string { return k.base + "projectors" }
+
 // Meta (partition 0 only) records the deployment's layout: the number of
 // partitions it was created with (CheckPartitions).
 func (k Keys) Meta() string { return k.base + "meta" }

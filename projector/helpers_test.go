@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,9 +23,11 @@ var errCrash = errors.New("simulated crash")
 // env is one test's corner of Redis and PostgreSQL.
 type env struct {
 	t      testing.TB
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
-	keys   events.Keys
+	keys   events.Keys   // partition 0's
+	parts  []events.Keys // every partition's
+	stages []string      // the workload's
 	stream *events.Stream
 	clock  *testutil.Clock
 	dbURL  string
@@ -34,11 +37,22 @@ type env struct {
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	rdb, prefix := testutil.Redis(t)
+	return newEnvOn(t, rdb, prefix, 1, []string{stage, stage + "2", stage + "3"})
+}
+
+// newEnvOn is an env of parts partitions on rdb (a server or a cluster)
+// whose workload uses stages.
+func newEnvOn(t testing.TB, rdb redis.UniversalClient, prefix string, parts int, stages []string) *env {
+	t.Helper()
 	c := testutil.NewClock(time.UnixMilli(1_760_000_000_000).UTC())
-	s := events.NewStream(rdb, prefix, 120*time.Second)
+	s := events.NewPartitionedStream(rdb, prefix, 120*time.Second, parts)
 	s.Now = c.Now
 	url := testutil.Schema(t)
-	return &env{t: t, rdb: rdb, prefix: prefix, keys: s.Keys(), stream: s, clock: c, dbURL: url, db: openDB(t, url)}
+	e := &env{t: t, rdb: rdb, prefix: prefix, keys: s.Keys(), stages: stages, stream: s, clock: c, dbURL: url, db: openDB(t, url)}
+	for p := range parts {
+		e.parts = append(e.parts, s.PartitionKeys(p))
+	}
+	return e
 }
 
 func openDB(t testing.TB, url string) *store.DB {
@@ -67,20 +81,27 @@ func (e *env) projector(name string, db *store.DB, tune func(*Config)) *Projecto
 	return p
 }
 
-// group returns the projector group's pending count and lag.
+// group returns the projector group's pending count and lag, summed over
+// the partitions; a partition whose stream has no group yet counts its
+// length as lag.
 func (e *env) group() (pending, lag int64) {
 	e.t.Helper()
-	gs, err := e.rdb.XInfoGroups(context.Background(), e.keys.Stream()).Result()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for _, g := range gs {
-		if g.Name == DefaultGroup {
-			return g.Pending, g.Lag
+	for _, k := range e.parts {
+		gs, err := e.rdb.XInfoGroups(context.Background(), k.Stream()).Result()
+		if err != nil && !strings.Contains(err.Error(), "no such key") {
+			e.t.Fatal(err)
+		}
+		found := false
+		for _, g := range gs {
+			if g.Name == DefaultGroup {
+				pending, lag, found = pending+g.Pending, lag+g.Lag, true
+			}
+		}
+		if !found {
+			lag += e.rdb.XLen(context.Background(), k.Stream()).Val()
 		}
 	}
-	e.t.Fatalf("no group %s", DefaultGroup)
-	return 0, 0
+	return pending, lag
 }
 
 // drained reports whether the group has read and acknowledged everything.
@@ -116,7 +137,7 @@ func (e *env) workload(seed uint64, n int) {
 	e.t.Helper()
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(seed, 99))
-	stages := []string{stage, stage + "2", stage + "3"}
+	stages := e.stages
 	var sessions []string
 	countries := []string{"DE", "US", "FR", ""}
 	recent := func() string { // mostly a recent session, sometimes any
@@ -162,15 +183,19 @@ func (e *env) workload(seed uint64, n int) {
 			}
 		case x < 98:
 			// An entry appended twice, as a retried write would.
-			last, err := e.rdb.XRevRangeN(ctx, e.keys.Stream(), "+", "-", 30).Result()
+			stream := e.stream.KeysOf(stages[r.IntN(len(stages))]).Stream()
+			last, err := e.rdb.XRevRangeN(ctx, stream, "+", "-", 30).Result()
 			if err != nil {
 				e.t.Fatal(err)
+			}
+			if len(last) == 0 {
+				continue
 			}
 			dup := last[r.IntN(len(last))]
 			if _, err := events.Decode(dup.ID, dup.Values); err != nil {
 				continue // a test's own garbage entry
 			}
-			if err := e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: e.keys.Stream(), Values: dup.Values}).Err(); err != nil {
+			if err := e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: dup.Values}).Err(); err != nil {
 				e.t.Fatal(err)
 			}
 		default:
@@ -179,13 +204,18 @@ func (e *env) workload(seed uint64, n int) {
 	}
 }
 
-// model computes the rows the stream's events must produce, sequentially and
-// in stream order, the simplest way: the oracle for the projector.
+// model computes the rows the streams' events must produce, sequentially
+// and in stream order (partition after partition: a session's events are
+// all in one), the simplest way: the oracle for the projector.
 func (e *env) model() (map[string]store.SessionRow, map[string]store.UserRow) {
 	e.t.Helper()
-	msgs, err := e.rdb.XRange(context.Background(), e.keys.Stream(), "-", "+").Result()
-	if err != nil {
-		e.t.Fatal(err)
+	var msgs []redis.XMessage
+	for _, k := range e.parts {
+		m, err := e.rdb.XRange(context.Background(), k.Stream(), "-", "+").Result()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		msgs = append(msgs, m...)
 	}
 	sessions := map[string]store.SessionRow{}
 	users := map[string]store.UserRow{}

@@ -1,9 +1,14 @@
 package projector
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics are the projector's Prometheus metrics. Several projectors of one
-// process may share one Metrics.
+// process may share one Metrics; the gauges of a stream (lag, pending,
+// backlog) carry its partition as the label "partition" (Partition).
 type Metrics struct {
 	Projected    prometheus.Counter   // entries applied and acknowledged
 	BatchSize    prometheus.Histogram // entries per committed batch
@@ -16,6 +21,28 @@ type Metrics struct {
 	Redelivered  prometheus.Counter   // entries read again: own pending after a failure or restart, or claimed
 	Deleted      prometheus.Counter   // pending entries found deleted from the stream (never projected)
 	Trimmed      prometheus.Counter   // entries removed by Trim
+	Owned        prometheus.Gauge     // partitions whose lease this process holds (Partitioned)
+	LeasesLost   prometheus.Counter   // leases found taken or expired at renewal: that partition's reading stopped
+
+	lag, pending, backlog *prometheus.GaugeVec
+}
+
+// Partition returns the metrics of the projector of partition p: the same
+// counters, and the gauges labelled partition="p".
+func (m *Metrics) Partition(p int) *Metrics {
+	c := *m
+	l := strconv.Itoa(p)
+	c.Lag, c.Pending, c.Backlog = m.lag.WithLabelValues(l), m.pending.WithLabelValues(l), m.backlog.WithLabelValues(l)
+	return &c
+}
+
+// Forget drops the gauges of partition p: this process no longer reads it,
+// and its new owner reports them.
+func (m *Metrics) Forget(p int) {
+	l := strconv.Itoa(p)
+	m.lag.DeleteLabelValues(l)
+	m.pending.DeleteLabelValues(l)
+	m.backlog.DeleteLabelValues(l)
 }
 
 // NewMetrics creates the metrics and registers them on reg unless reg is
@@ -25,8 +52,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help})
 	}
-	gauge := func(name, help string) prometheus.Gauge {
-		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help})
+	gauge := func(name, help string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help}, []string{"partition"})
 	}
 	m := &Metrics{
 		Projected: counter("events_projected_total", "Stream entries applied to PostgreSQL and acknowledged."),
@@ -38,18 +65,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Subsystem: sub, Name: "apply_seconds", Help: "COPY, merge and commit of one batch.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 10),
 		}),
-		Lag:          gauge("lag", "Stream entries not yet delivered to the group (XINFO GROUPS lag)."),
-		Pending:      gauge("pending", "Stream entries delivered to the group and not yet acknowledged."),
-		Backlog:      gauge("backlog", "Stream entries not yet projected: lag plus pending."),
+		lag:          gauge("lag", "Stream entries not yet delivered to the group (XINFO GROUPS lag), per partition, reported by its reader."),
+		pending:      gauge("pending", "Stream entries delivered to the group and not yet acknowledged, per partition."),
+		backlog:      gauge("backlog", "Stream entries not yet projected: lag plus pending, per partition."),
 		Stalls:       counter("batch_stalls_total", "Warnings of a batch waiting on PostgreSQL for longer than the stall warning."),
 		DeadLettered: counter("dead_lettered_total", "Stream entries moved to the dead-letter stream."),
 		Redelivered:  counter("redeliveries_total", "Stream entries delivered again (own pending entries or claimed ones)."),
 		Deleted:      counter("deleted_pending_total", "Pending entries deleted from the stream before they were projected."),
 		Trimmed:      counter("trimmed_total", "Stream entries removed by trimming."),
+		Owned: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "partitions_owned",
+			Help: "Partitions whose lease this process holds and reads."}),
+		LeasesLost: counter("leases_lost_total", "Partition leases found taken or expired when renewed; reading that partition stopped."),
 	}
+	m.Lag, m.Pending, m.Backlog = m.lag.WithLabelValues("0"), m.pending.WithLabelValues("0"), m.backlog.WithLabelValues("0")
 	if reg != nil {
-		reg.MustRegister(m.Projected, m.BatchSize, m.ApplySeconds, m.Lag, m.Pending, m.Backlog, m.Stalls,
-			m.DeadLettered, m.Redelivered, m.Deleted, m.Trimmed)
+		reg.MustRegister(m.Projected, m.BatchSize, m.ApplySeconds, m.lag, m.pending, m.backlog, m.Stalls,
+			m.DeadLettered, m.Redelivered, m.Deleted, m.Trimmed, m.Owned, m.LeasesLost)
 	}
 	return m
 }

@@ -133,6 +133,7 @@ func New(rdb redis.UniversalClient, keys events.Keys, db *store.DB, cfg Config) 
 	if m == nil {
 		m = NewMetrics(nil)
 	}
+	m = m.Partition(keys.Partition())
 	c := events.NewConsumer(rdb, keys, events.ConsumerConfig{
 		Group: cfg.Group, Name: cfg.Consumer, BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait,
 		Block: cfg.Block, ClaimMinIdle: cfg.ClaimMinIdle, ClaimEvery: cfg.ClaimEvery, Now: cfg.Now,
@@ -149,6 +150,12 @@ func New(rdb redis.UniversalClient, keys events.Keys, db *store.DB, cfg Config) 
 // stream's start (and the stream with it), so that nothing written before the
 // first projector started is skipped.
 func (p *Projector) Init(ctx context.Context) error { return p.c.Init(ctx) }
+
+// TakeOver makes every entry pending in the group on any consumer this
+// projector's, to be projected first: for a projector that has just been
+// given the stream by its lease, whose previous reader died or gave it up
+// (events.Consumer.TakeOver). It returns how many it took.
+func (p *Projector) TakeOver(ctx context.Context) (int, error) { return p.c.TakeOver(ctx) }
 
 // Step reads one batch and projects it: its own pending entries first after
 // a start or a failure, then entries abandoned by other consumers, then new

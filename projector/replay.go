@@ -22,6 +22,42 @@ type ReplayReport struct {
 	FirstID   string // the oldest entry read
 	LastID    string // the newest entry read
 	Truncated bool   // entries had been trimmed or deleted from the stream: the replay covers only what it still holds
+	// Partitions has the report of each partition's stream when several
+	// were replayed (ReplayPartitions); the fields above are then their
+	// sums (Truncated: any), FirstID and LastID empty.
+	Partitions []PartitionReplay `json:",omitempty"`
+}
+
+// PartitionReplay is the replay report of one partition's stream.
+type PartitionReplay struct {
+	Partition int
+	ReplayReport
+}
+
+// ReplayPartitions replays the streams of parts (one partition's keys each)
+// one after the other into the empty database into, as Replay does for one:
+// the merge is order-free, and a session's events are all in its stage's
+// partition.
+func ReplayPartitions(ctx context.Context, rdb redis.UniversalClient, parts []events.Keys, into *store.DB, pageSize int) (ReplayReport, error) {
+	if len(parts) == 1 {
+		return Replay(ctx, rdb, parts[0], into, pageSize)
+	}
+	var total ReplayReport
+	if err := checkEmpty(ctx, into); err != nil {
+		return total, err
+	}
+	for _, k := range parts {
+		r, err := replay(ctx, rdb, k, into, pageSize)
+		total.Entries += r.Entries
+		total.Applied += r.Applied
+		total.Skipped += r.Skipped
+		total.Truncated = total.Truncated || r.Truncated
+		total.Partitions = append(total.Partitions, PartitionReplay{Partition: k.Partition(), ReplayReport: r})
+		if err != nil {
+			return total, fmt.Errorf("partition %d: %w", k.Partition(), err)
+		}
+	}
+	return total, nil
 }
 
 // Replay rebuilds the history from the stream into the empty database into,
@@ -29,21 +65,33 @@ type ReplayReport struct {
 // and applying each page through the same Fold and ApplyBatch as the live
 // projector. Errors: ErrTargetNotEmpty, or what Redis or PostgreSQL return.
 func Replay(ctx context.Context, rdb redis.UniversalClient, keys events.Keys, into *store.DB, pageSize int) (ReplayReport, error) {
+	if err := checkEmpty(ctx, into); err != nil {
+		return ReplayReport{}, err
+	}
+	return replay(ctx, rdb, keys, into, pageSize)
+}
+
+func checkEmpty(ctx context.Context, into *store.DB) error {
+	sessions, err := into.SessionsAfter(ctx, "", 1)
+	if err != nil {
+		return err
+	}
+	users, err := into.UsersAfter(ctx, "", 1)
+	if err != nil {
+		return err
+	}
+	if len(sessions)+len(users) > 0 {
+		return ErrTargetNotEmpty
+	}
+	return nil
+}
+
+func replay(ctx context.Context, rdb redis.UniversalClient, keys events.Keys, into *store.DB, pageSize int) (ReplayReport, error) {
 	var rep ReplayReport
 	if pageSize <= 0 {
 		pageSize = 5000
 	}
-	sessions, err := into.SessionsAfter(ctx, "", 1)
-	if err != nil {
-		return rep, err
-	}
-	users, err := into.UsersAfter(ctx, "", 1)
-	if err != nil {
-		return rep, err
-	}
-	if len(sessions)+len(users) > 0 {
-		return rep, ErrTargetNotEmpty
-	}
+	var err error
 	rep.Truncated, err = events.Truncated(ctx, rdb, keys)
 	if err != nil {
 		return rep, fmt.Errorf("replay: %w", err)
@@ -182,6 +230,46 @@ func compareTable[R comparable](ctx context.Context, livePage, replayPage func(c
 }
 
 // cursor walks a table page by page.
+// ComparePartition compares the sessions of partition part (of parts) in
+// live with those in replayed, which holds a replay of that partition
+// alone; users are not compared (a user's sessions span partitions).
+func ComparePartition(ctx context.Context, live, replayed *store.DB, part, parts int) (Comparison, error) {
+	key := func(s store.SessionRow) string { return s.SessionID }
+	mine := func(s store.SessionRow) bool { return events.PartitionOf(s.StageARN, parts) == part }
+	var c Comparison
+	var err error
+	c.Sessions, err = compareTable(ctx, filterPage(live.SessionsAfter, key, mine), replayed.SessionsAfter, key)
+	if err != nil {
+		return c, fmt.Errorf("compare sessions: %w", err)
+	}
+	return c, nil
+}
+
+// filterPage returns a page function giving only the rows of page that
+// keep accepts: at least n of them unless page runs out.
+func filterPage[R any](page func(context.Context, string, int) ([]R, error), key func(R) string,
+	keep func(R) bool) func(context.Context, string, int) ([]R, error) {
+	return func(ctx context.Context, after string, n int) ([]R, error) {
+		var out []R
+		for len(out) < n {
+			rows, err := page(ctx, after, n)
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range rows {
+				if keep(r) {
+					out = append(out, r)
+				}
+			}
+			if len(rows) < n {
+				break
+			}
+			after = key(rows[len(rows)-1])
+		}
+		return out, nil
+	}
+}
+
 type cursor[R any] struct {
 	page  func(context.Context, string, int) ([]R, error)
 	key   func(R) string

@@ -41,6 +41,7 @@ type settings struct {
 	DatabaseURL string
 	MetricsAddr string
 	Projector   projector.Config
+	Lease       projector.LeaseConfig
 	Drain       time.Duration
 }
 
@@ -70,13 +71,17 @@ func readSettings(getenv func(string) string, stdout io.Writer) (settings, *conf
 		}
 		s.Projector.Retention = d
 	}
+	s.Lease.TTL = e.Duration("LEASE_TTL", projector.DefaultLeaseTTL)
+	if s.Lease.TTL < time.Second || s.Lease.TTL >= s.Projector.ClaimMinIdle {
+		e.Fail("LEASE_TTL", "at least 1s and below CLAIM_MIN_IDLE", s.Lease.TTL.String())
+	}
 	s.Drain = e.Duration("SHUTDOWN_TIMEOUT", 10*time.Second)
 	return s, e
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	s, env := readSettings(getenv, stdout)
-	var into string
+	var into, partition string
 	var page int
 	replay := len(args) > 0 && args[0] == "replay"
 	backfill := len(args) > 0 && args[0] == "backfill-ua"
@@ -92,6 +97,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		fs.SetOutput(stdout)
 		fs.StringVar(&into, "into", "", "URL of the empty database (or search_path schema) to rebuild into")
 		fs.IntVar(&page, "page", 5000, "stream entries read and applied at a time")
+		fs.StringVar(&partition, "partition", "all", "the partition to replay (0 to PARTITIONS-1), or all")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
@@ -118,23 +124,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	defer db.Close()
-	keys := events.NewKeys(s.RedisPrefix)
+	if _, err := events.CheckPartitions(ctx, rdb, s.RedisPrefix, s.Partitions); err != nil {
+		return err
+	}
 	if backfill {
 		n, err := db.BackfillDevices(ctx, projector.ClassifyUserAgent, page)
 		log.Info("backfill-ua done", "classified", n, "error", err)
 		return err
 	}
 	if replay {
-		return runReplay(ctx, rdb, keys, db, into, page, stdout, log)
+		parts, err := replayParts(partition, s.RedisPrefix, s.Partitions)
+		if err != nil {
+			return err
+		}
+		return runReplay(ctx, rdb, parts, s.Partitions, db, into, page, stdout, log)
 	}
 
 	reg := ops.NewRegistry()
 	s.Projector.Metrics = projector.NewMetrics(reg)
 	s.Projector.Log = log
-	p := projector.New(rdb, keys, db, s.Projector)
-	if err := p.Init(ctx); err != nil {
-		return err
-	}
+	p := projector.NewPartitioned(rdb, s.RedisPrefix, s.Partitions, db, s.Projector, s.Lease)
 	checks := map[string]ops.Check{
 		"redis":    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		"postgres": db.Ping,
@@ -159,7 +168,23 @@ type replayOutput struct {
 	LiveBehind int64 `json:"live_behind"`
 }
 
-func runReplay(ctx context.Context, rdb redis.UniversalClient, keys events.Keys, live *store.DB, into string,
+// replayParts reads --partition: "all", or one partition below n.
+func replayParts(flag, prefix string, n int) ([]events.Keys, error) {
+	if flag == "all" {
+		parts := make([]events.Keys, n)
+		for p := range parts {
+			parts[p] = events.PartitionKeys(prefix, p)
+		}
+		return parts, nil
+	}
+	p, err := strconv.Atoi(flag)
+	if err != nil || p < 0 || p >= n || strconv.Itoa(p) != flag {
+		return nil, fmt.Errorf("replay: --partition %q: want all or 0 to %d (PARTITIONS=%d)", flag, n-1, n)
+	}
+	return []events.Keys{events.PartitionKeys(prefix, p)}, nil
+}
+
+func runReplay(ctx context.Context, rdb redis.UniversalClient, parts []events.Keys, partitions int, live *store.DB, into string,
 	page int, stdout io.Writer, log *slog.Logger) error {
 	target, err := store.Open(ctx, into, store.Options{Migrate: true})
 	if err != nil {
@@ -167,17 +192,24 @@ func runReplay(ctx context.Context, rdb redis.UniversalClient, keys events.Keys,
 	}
 	defer target.Close()
 	var out replayOutput
-	if groups, err := rdb.XInfoGroups(ctx, keys.Stream()).Result(); err == nil {
-		for _, g := range groups {
-			if g.Name == projector.DefaultGroup {
-				out.LiveBehind = g.Pending + g.Lag
+	for _, keys := range parts {
+		if groups, err := rdb.XInfoGroups(ctx, keys.Stream()).Result(); err == nil {
+			for _, g := range groups {
+				if g.Name == projector.DefaultGroup {
+					out.LiveBehind += g.Pending + g.Lag
+				}
 			}
 		}
 	}
-	if out.Replay, err = projector.Replay(ctx, rdb, keys, target, page); err != nil {
+	if out.Replay, err = projector.ReplayPartitions(ctx, rdb, parts, target, page); err != nil {
 		return err
 	}
-	if out.Compare, err = projector.Compare(ctx, live, target); err != nil {
+	if len(parts) == partitions {
+		out.Compare, err = projector.Compare(ctx, live, target)
+	} else {
+		out.Compare, err = projector.ComparePartition(ctx, live, target, parts[0].Partition(), partitions)
+	}
+	if err != nil {
 		return err
 	}
 	out.Equal = out.Compare.Equal()
