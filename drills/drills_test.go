@@ -71,7 +71,7 @@ func TestDrillRedisKill9LosesNothingAcknowledged(t *testing.T) {
 		t.Fatalf("%d of %d acknowledged joins are missing from the stream after kill -9", lost, len(acked))
 	}
 	startProc(t, "projector", env)
-	rows := assertModel(t, rdb, keys, openPool(t, dbURL))
+	rows := assertModel(t, rdb, openPool(t, dbURL), keys)
 	for sid := range acked {
 		if _, ok := rows[sid]; !ok {
 			t.Fatalf("acknowledged session %s has no row", sid)
@@ -117,7 +117,7 @@ func TestDrillPostgresOutageUnderLoad(t *testing.T) {
 	cancel()
 	<-done
 	waitProjected(t, rdb, events.NewKeys(prefix).Stream())
-	rows := assertModel(t, rdb, events.NewKeys(prefix), openPool(t, dbURL))
+	rows := assertModel(t, rdb, openPool(t, dbURL), events.NewKeys(prefix))
 	for sid := range c.ackedSessions() {
 		if _, ok := rows[sid]; !ok {
 			t.Fatalf("acknowledged session %s has no row", sid)
@@ -164,7 +164,7 @@ func TestDrillWorkersKilledAtRandom(t *testing.T) {
 		return err == nil && n == 0, fmt.Sprintf("%d sessions still open (%v)", n, err)
 	})
 	waitProjected(t, rdb, keys.Stream())
-	rows := assertModel(t, rdb, keys, openPool(t, dbURL))
+	rows := assertModel(t, rdb, openPool(t, dbURL), keys)
 	closes := map[string]int{}
 	msgs, _ := rdb.XRange(context.Background(), keys.Stream(), "-", "+").Result()
 	for _, m := range msgs {
@@ -298,7 +298,7 @@ func goroutines(t *testing.T, addr string) int {
 }
 
 // waitProjected waits until every consumer group has acknowledged every entry.
-func waitProjected(t *testing.T, rdb *redis.Client, stream string) {
+func waitProjected(t *testing.T, rdb redis.UniversalClient, stream string) {
 	t.Helper()
 	testutil.Eventually(t, 60*time.Second, func() (bool, string) {
 		groups, err := rdb.XInfoGroups(context.Background(), stream).Result()

@@ -59,13 +59,13 @@ func startProc(t *testing.T, name string, env map[string]string) *proc {
 	for k, v := range env {
 		p.env = append(p.env, k+"="+v)
 	}
-	p.start()
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() {
 			t.Logf("%s output:\n%s", p.name, tail(p.out.String(), 3000))
 		}
 	})
+	p.start()
 	return p
 }
 
@@ -237,11 +237,17 @@ type row struct {
 
 // model folds the stream, in order, into the rows a correct projection must
 // hold. It is written independently of the projector: one pass, plain rules.
-func model(t *testing.T, rdb *redis.Client, keys events.Keys) map[string]row {
+// With several partitions, their streams are folded one after the other:
+// a session's events are all in its stage's partition.
+func model(t *testing.T, rdb redis.UniversalClient, parts ...events.Keys) map[string]row {
 	t.Helper()
-	msgs, err := rdb.XRange(context.Background(), keys.Stream(), "-", "+").Result()
-	if err != nil {
-		t.Fatal(err)
+	var msgs []redis.XMessage
+	for _, k := range parts {
+		m, err := rdb.XRange(context.Background(), k.Stream(), "-", "+").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, m...)
 	}
 	out := map[string]row{}
 	for _, m := range msgs {
@@ -300,10 +306,11 @@ func dbRows(t *testing.T, pool *pgxpool.Pool) map[string]row {
 	return out
 }
 
-// assertModel waits until the database equals the model of the stream.
-func assertModel(t *testing.T, rdb *redis.Client, keys events.Keys, pool *pgxpool.Pool) map[string]row {
+// assertModel waits until the database equals the model of the streams of
+// parts.
+func assertModel(t *testing.T, rdb redis.UniversalClient, pool *pgxpool.Pool, parts ...events.Keys) map[string]row {
 	t.Helper()
-	want := model(t, rdb, keys)
+	want := model(t, rdb, parts...)
 	testutil.Eventually(t, 60*time.Second, func() (bool, string) {
 		got := dbRows(t, pool)
 		if len(got) != len(want) {

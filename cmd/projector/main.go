@@ -71,9 +71,12 @@ func readSettings(getenv func(string) string, stdout io.Writer) (settings, *conf
 		}
 		s.Projector.Retention = d
 	}
-	s.Lease.TTL = e.Duration("LEASE_TTL", projector.DefaultLeaseTTL)
-	if s.Lease.TTL < time.Second || s.Lease.TTL >= s.Projector.ClaimMinIdle {
-		e.Fail("LEASE_TTL", "at least 1s and below CLAIM_MIN_IDLE", s.Lease.TTL.String())
+	// A dead projector's partitions are taken over within the TTL and a
+	// renewal period (TTL/3), so within CLAIM_MIN_IDLE as the bound of a
+	// takeover has always been.
+	s.Lease.TTL = e.Duration("LEASE_TTL", min(projector.DefaultLeaseTTL, s.Projector.ClaimMinIdle/3))
+	if s.Lease.TTL < 100*time.Millisecond || s.Lease.TTL*4/3 > s.Projector.ClaimMinIdle {
+		e.Fail("LEASE_TTL", "at least 100ms and at most 3/4 of CLAIM_MIN_IDLE", s.Lease.TTL.String())
 	}
 	s.Drain = e.Duration("SHUTDOWN_TIMEOUT", 10*time.Second)
 	return s, e

@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/sourcegraph/conc/pool"
 
 	"github.com/viewpulse/viewpulse/internal/config"
@@ -45,9 +44,6 @@ type settings struct {
 func readSettings(getenv func(string) string, stdout io.Writer) (settings, *config.Env, error) {
 	env := config.NewEnv(getenv)
 	s := settings{common: config.ReadCommon(env, stdout)}
-	if _, err := redis.ParseURL(s.common.RedisURL); err != nil {
-		env.Fail("REDIS_URL", "a redis:// or rediss:// URL", s.common.RedisURL)
-	}
 	s.databaseURL = config.DatabaseURL(env)
 	s.metricsAddr = env.String("METRICS_ADDR", ":9092")
 	s.snap = snapshotter.Config{
@@ -88,7 +84,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	log := cfg.common.Logger(stdout)
 	log.Info("snapshotter starting", env.LogAttrs()...)
 
-	rdb, err := cfg.common.Redis() // REDIS_URL validated by readSettings
+	rdb, err := cfg.common.Redis() // REDIS_URL validated by config.ReadCommon
 	if err != nil {
 		return err
 	}

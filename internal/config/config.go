@@ -162,6 +162,9 @@ func ReadCommon(e *Env, stdout io.Writer) Common {
 		RedisTimeout:     e.Duration("REDIS_TIMEOUT", time.Second),
 		Partitions:       int(e.Int("PARTITIONS", 1, 1, events.MaxPartitions)),
 	}
+	if err := checkRedisURL(c.RedisURL); err != nil {
+		e.Fail("REDIS_URL", "a redis://, rediss://, redis+cluster:// or rediss+cluster:// URL", c.RedisURL)
+	}
 	if strings.ContainsAny(c.RedisPrefix, "{} ") {
 		e.Fail("REDIS_PREFIX", "a prefix without braces or spaces", c.RedisPrefix)
 	}
@@ -250,6 +253,15 @@ func (c Common) Stream(ctx context.Context, rdb redis.UniversalClient, log *slog
 			"nothing reads it any more: see README, \"Upgrading to partitions\"")
 	}
 	return events.NewPartitionedStream(rdb, c.RedisPrefix, c.HeartbeatTimeout, c.Partitions), nil
+}
+
+func checkRedisURL(raw string) error {
+	if u, ok := clusterURL(raw); ok {
+		_, err := redis.ParseClusterURL(u)
+		return err
+	}
+	_, err := redis.ParseURL(raw)
+	return err
 }
 
 // clusterURL turns redis+cluster://[userinfo@]h1:p1,h2:p2[/][?query] into
