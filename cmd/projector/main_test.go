@@ -111,3 +111,76 @@ func TestRunRefusesInvalidConfiguration(t *testing.T) {
 		t.Errorf("replay without --into: %v", err)
 	}
 }
+
+// With four partitions: the projector process reads them all (one process
+// holds every lease), `replay` rebuilds all of them (equal, one report per
+// partition) or one (`--partition 2`: equal on that partition's sessions,
+// its stream's entries only); a partition out of range and a changed
+// PARTITIONS are refused.
+func TestReplayPerPartition(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := testutil.Redis(t)
+	dbURL := testutil.Schema(t)
+	env := map[string]string{
+		"REDIS_URL": testutil.RedisURL(t), "REDIS_PREFIX": prefix, "DATABASE_URL": dbURL, "PARTITIONS": "4",
+		"METRICS_ADDR": fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), "CONSUMER_NAME": "p4", "BATCH_WAIT": "1ms",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var out testutil.Buffer
+	go func() { done <- run(ctx, nil, getenv(env), &out) }()
+	s := events.NewPartitionedStream(rdb, prefix, 2*time.Minute, 4)
+	for i := range 40 {
+		j, err := s.Join(ctx, events.JoinRequest{Stage: fmt.Sprintf("%s-%d", stage, i%8), User: fmt.Sprint("user-", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%3 == 0 {
+			if _, err := s.Leave(ctx, j.Session); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	db, err := store.Open(ctx, dbURL, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
+		var n int
+		if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM viewer_sessions WHERE left_at IS NOT NULL").Scan(&n); err != nil {
+			return false, err.Error()
+		}
+		return n == 14, fmt.Sprintf("%d closed rows", n)
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+
+	var all testutil.Buffer
+	if err := run(context.Background(), []string{"replay", "--into", testutil.Schema(t)}, getenv(env), &all); err != nil {
+		t.Fatalf("replay: %v\n%s", err, all.String())
+	}
+	if !strings.Contains(all.String(), `"equal": true`) || strings.Count(all.String(), `"Partition": `) != 4 ||
+		!strings.Contains(all.String(), `"Entries": 54`) {
+		t.Fatalf("replay of all partitions:\n%s", all.String())
+	}
+	var one testutil.Buffer
+	if err := run(context.Background(), []string{"replay", "--into", testutil.Schema(t), "--partition", "2"}, getenv(env), &one); err != nil {
+		t.Fatalf("replay --partition 2: %v\n%s", err, one.String())
+	}
+	want := rdb.XLen(context.Background(), events.PartitionKeys(prefix, 2).Stream()).Val()
+	if !strings.Contains(one.String(), `"equal": true`) || !strings.Contains(one.String(), fmt.Sprintf(`"Entries": %d,`, want)) || want == 0 {
+		t.Fatalf("replay of partition 2 (%d entries):\n%s", want, one.String())
+	}
+	if err := run(context.Background(), []string{"replay", "--into", testutil.Schema(t), "--partition", "4"}, getenv(env), &one); err == nil ||
+		!strings.Contains(err.Error(), "--partition") {
+		t.Errorf("replay --partition 4 of 4: %v", err)
+	}
+	env["PARTITIONS"] = "3"
+	if err := run(context.Background(), nil, getenv(env), &one); err == nil || !strings.Contains(err.Error(), "PARTITIONS=3") ||
+		!strings.Contains(err.Error(), "created with 4") {
+		t.Errorf("PARTITIONS changed from 4 to 3: %v", err)
+	}
+}
