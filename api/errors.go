@@ -37,7 +37,13 @@ var (
 		"the session is unknown or expired; join again")
 	errStageCollision = &Error{Status: http.StatusServiceUnavailable, Code: "stage_collision",
 		Message: "another live stage of this stage's partition shares its key hash (a one-in-10^5 event at a million live stages); nothing was recorded, the join succeeds once that stage's viewers are gone", RetryAfter: 30}
-	errStageFull = errorf(http.StatusConflict, "stage_full",
+	errStageMoving = &Error{Status: http.StatusServiceUnavailable, Code: "stage_moving",
+		Message: "the stage is joining or leaving a group placed elsewhere; nothing was recorded, retry in a moment", RetryAfter: 1}
+	errStageHasViewers = errorf(http.StatusConflict, "stage_has_viewers",
+		"a stage with open sessions cannot join or leave a group (its live state would be split); wait until it is empty")
+	errGroupNotFound = errorf(http.StatusNotFound, "group_not_found", "no group has this master")
+	errGroupFull     = errorf(http.StatusConflict, "group_full", "no stage of the group has room for one more viewer")
+	errStageFull     = errorf(http.StatusConflict, "stage_full",
 		"the stage has reached its max_viewers; viewers already present are not affected")
 	errUnauthorized  = errorf(http.StatusUnauthorized, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required")
 	errStageNotFound = errorf(http.StatusNotFound, "stage_not_found",

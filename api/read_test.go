@@ -406,7 +406,7 @@ func TestSyncCapacities(t *testing.T) {
 	if err := h.stream.SetCapacity(ctx, otherStage, 5); err != nil {
 		t.Fatal(err)
 	}
-	if err := api.SyncCapacities(ctx, db, h.stream); err != nil {
+	if err := api.SyncStages(ctx, db, h.stream); err != nil {
 		t.Fatal(err)
 	}
 	caps, err := h.stream.Capacities(ctx)

@@ -45,6 +45,10 @@ func (s *server) routes(e *echo.Echo) {
 	// Operators' view: the live counts as Server-Sent Events (live_sse.go)
 	// and the page that shows them (dashboard.go).
 	e.GET(liveRoute, s.handleLive(), key)
+	// Stage groups (groups.go): the live count, and seat assignment, which
+	// like token minting needs an API key even when API_KEYS is empty.
+	e.GET("/v1/groups/:stage", s.handleGetGroup(), key)
+	e.POST("/v1/groups/:stage/assign", s.handleAssign(), s.requireMintKey)
 	e.GET("/dashboard", handleDashboard)
 	e.GET("/dashboard/:asset", handleDashboard)
 

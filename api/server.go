@@ -70,7 +70,13 @@ type Config struct {
 	NoHeartbeatSkip bool
 	// Live tunes GET /v1/live (live_sse.go); its Draining ends the streams.
 	Live LiveConfig
+	// SeatTTL is how long a seat assigned by POST /v1/groups/{master}/assign
+	// waits for the user's join (SEAT_TTL); default DefaultSeatTTL.
+	SeatTTL time.Duration
 }
+
+// DefaultSeatTTL is Config.SeatTTL's default.
+const DefaultSeatTTL = 60 * time.Second
 
 type server struct {
 	Config
@@ -92,6 +98,9 @@ func NewServer(cfg Config) http.Handler {
 	}
 	if cfg.DBTimeout <= 0 {
 		cfg.DBTimeout = 5 * time.Second
+	}
+	if cfg.SeatTTL <= 0 {
+		cfg.SeatTTL = DefaultSeatTTL
 	}
 	if cfg.WriteDB == nil {
 		cfg.WriteDB = cfg.ReadDB
@@ -132,6 +141,12 @@ func (s *server) redisError(c echo.Context, op string, err error) error {
 		return errBackpressure
 	case errors.Is(err, events.ErrStageFull):
 		return errStageFull
+	case errors.Is(err, events.ErrGroupNotFound):
+		return errGroupNotFound
+	case errors.Is(err, events.ErrGroupFull):
+		return errGroupFull
+	case errors.Is(err, events.ErrStageMoving):
+		return errStageMoving
 	case errors.Is(err, events.ErrStageCollision):
 		s.Log.Error("stage hash collision: a join was refused", "op", op, "err", err)
 		return errStageCollision
@@ -159,6 +174,10 @@ func (s *server) dbError(c echo.Context, op string, err error) error {
 		return errUserNotFound
 	case errors.Is(err, store.ErrInvalidCursor):
 		return invalid("cursor", "must be a next_cursor returned by this route")
+	case errors.Is(err, store.ErrInvalidGroup):
+		return errorf(http.StatusConflict, "invalid_group", groupRule(err))
+	case errors.Is(err, events.ErrStageHasViewers):
+		return errStageHasViewers
 	case errors.Is(err, context.Canceled):
 		s.Log.Info("database step cancelled", "op", op, "err", err)
 		return errUnavailable

@@ -23,6 +23,7 @@ type stageView struct {
 	StageName    *string    `json:"stage_name"`
 	IsMaster     bool       `json:"is_master"`
 	MaxViewers   *int       `json:"max_viewers"`
+	MasterARN    *string    `json:"master_stage_arn"`
 	CreatedAt    *time.Time `json:"created_at"`
 	UpdatedAt    *time.Time `json:"updated_at"`
 	Viewers      int64      `json:"viewers"`
@@ -33,6 +34,7 @@ func newStageView(arn string, cfg *store.Stage, live *events.StageCount) stageVi
 	v := stageView{StageARN: arn}
 	if cfg != nil {
 		v.Configured, v.StageName, v.IsMaster, v.MaxViewers = true, cfg.StageName, cfg.IsMaster, cfg.MaxViewers
+		v.MasterARN = cfg.MasterStageARN
 		v.CreatedAt, v.UpdatedAt = &cfg.CreatedAt, &cfg.UpdatedAt
 	}
 	if live != nil {
@@ -119,6 +121,8 @@ type stageRequest struct {
 	StageName  *string `json:"stage_name"`
 	IsMaster   bool    `json:"is_master"`
 	MaxViewers *int    `json:"max_viewers"`
+	// MasterStageARN names the master of the stage's group (null: none).
+	MasterStageARN *string `json:"master_stage_arn"`
 }
 
 // maxStageViewers is the IVS real-time subscriber ceiling.
@@ -148,16 +152,25 @@ func (s *server) handlePutStage() echo.HandlerFunc {
 		if m := req.MaxViewers; m != nil && (*m < 1 || *m > maxStageViewers) {
 			return invalid("max_viewers", fmt.Sprintf("must be from 1 to %d, or null for no limit", maxStageViewers))
 		}
+		if m := req.MasterStageARN; m != nil {
+			if err := checkStage(*m); err != nil {
+				return invalid("master_stage_arn", "must be a stage ARN, or null")
+			}
+			if *m == arn {
+				return errorf(http.StatusConflict, "invalid_group", "a stage cannot be its own master")
+			}
+		}
 		ctx, cancel := context.WithTimeout(c.Request().Context(), s.DBTimeout)
 		defer cancel()
 		var live events.StageCount
-		st, created, err := s.WriteDB.PutStage(ctx, store.Stage{StageARN: arn, StageName: name, IsMaster: req.IsMaster, MaxViewers: req.MaxViewers},
-			func(st store.Stage) error {
-				rctx, cancel := context.WithTimeout(ctx, s.RedisTimeout)
-				defer cancel()
-				if err := s.Stream.SetCapacity(rctx, arn, capacity(st)); err != nil {
+		want := store.Stage{StageARN: arn, StageName: name, IsMaster: req.IsMaster, MaxViewers: req.MaxViewers, MasterStageARN: req.MasterStageARN}
+		st, created, err := s.WriteDB.PutStage(ctx, want,
+			func(old *store.Stage, st store.Stage) error {
+				if err := s.applyStage(ctx, arn, old, &st); err != nil {
 					return err
 				}
+				rctx, cancel := context.WithTimeout(ctx, s.RedisTimeout)
+				defer cancel()
 				live, _, err = s.Stream.Active(rctx, arn)
 				return err
 			})
@@ -183,10 +196,8 @@ func (s *server) handleDeleteStage() echo.HandlerFunc {
 		}
 		ctx, cancel := context.WithTimeout(c.Request().Context(), s.DBTimeout)
 		defer cancel()
-		deleted, err := s.WriteDB.DeleteStage(ctx, arn, func() error {
-			rctx, cancel := context.WithTimeout(ctx, s.RedisTimeout)
-			defer cancel()
-			return s.Stream.SetCapacity(rctx, arn, 0)
+		deleted, err := s.WriteDB.DeleteStage(ctx, arn, func(old *store.Stage) error {
+			return s.applyStage(ctx, arn, old, nil)
 		})
 		if err != nil {
 			return s.dbError(c, "delete stage", err)
@@ -198,15 +209,24 @@ func (s *server) handleDeleteStage() echo.HandlerFunc {
 	}
 }
 
-// SyncCapacities makes the capacities joins check in Redis those of the
-// stage configuration in db: it sets every configured max_viewers and clears
-// any capacity without a configured limit. Ingest runs it at start, so a
-// Redis that lost its state, or a change that reached only one side, is
-// repaired.
-func SyncCapacities(ctx context.Context, db *store.DB, stream *events.Stream) error {
+// SyncStages makes the groups and capacities joins check in Redis those of
+// the stage configuration in db: it writes every group (events.SyncGroups),
+// sets every configured max_viewers and clears any capacity without a
+// configured limit. Ingest runs it at start, so a Redis that lost its
+// state, or a change that reached only one side, is repaired.
+func SyncStages(ctx context.Context, db *store.DB, stream *events.Stream) error {
 	stages, err := db.ListStages(ctx)
 	if err != nil {
 		return fmt.Errorf("sync capacities: %w", err)
+	}
+	groups := map[string][]string{}
+	for _, st := range stages {
+		if g := groupOf(&st); g != "" {
+			groups[g] = append(groups[g], st.StageARN)
+		}
+	}
+	if err := stream.SyncGroups(ctx, groups); err != nil {
+		return err
 	}
 	have, err := stream.Capacities(ctx)
 	if err != nil {

@@ -11,8 +11,11 @@ import (
 )
 
 type mintRequest struct {
-	UserID        string `json:"user_id"`
-	StageARN      string `json:"stage_arn"`
+	UserID   string `json:"user_id"`
+	StageARN string `json:"stage_arn"`
+	// Group, instead of StageARN, names a group's master: the token is
+	// minted for the stage the user is assigned in it (groups.go).
+	Group         string `json:"group"`
 	ParticipantID string `json:"participant_id"`
 	TTLSeconds    *int   `json:"ttl_seconds"`
 }
@@ -51,8 +54,25 @@ func (s *server) handleMintToken() echo.HandlerFunc {
 		if ttl < minTokenTTL || ttl > maxTokenTTL {
 			ttlErr = invalid("ttl_seconds", fmt.Sprintf("must be an integer from %d to %d", minTokenTTL, maxTokenTTL))
 		}
-		if err := firstErr(checkUser(req.UserID), checkStage(req.StageARN), checkParticipant(req.ParticipantID), ttlErr); err != nil {
+		stageErr := checkStage(req.StageARN)
+		if req.Group != "" {
+			stageErr = checkStage(req.Group)
+			if stageErr != nil {
+				stageErr = invalid("group", "must be the stage ARN of a group's master")
+			}
+			if req.StageARN != "" {
+				stageErr = invalid("group", "send stage_arn or group, not both")
+			}
+		}
+		if err := firstErr(checkUser(req.UserID), stageErr, checkParticipant(req.ParticipantID), ttlErr); err != nil {
 			return err
+		}
+		if req.Group != "" {
+			seat, err := s.assign(c, req.Group, req.UserID)
+			if err != nil {
+				return err
+			}
+			req.StageARN = seat.Stage
 		}
 		now := s.now()
 		exp := jwt.NewNumericDate(now.Add(time.Duration(ttl) * time.Second))

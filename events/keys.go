@@ -49,6 +49,24 @@ func (k Keys) Lease() string { return k.base + "lease" }
 // share the partitions.
 func (k Keys) Projectors() string { return k.base + "projectors" }
 
+// Placement (partition 0 only) is the hash stage ARN -> its group's master
+// ARN, for the stages that name a master: whoever places a stage by its
+// master (Stream.KeysOf) reads it.
+func (k Keys) Placement() string { return k.base + "placement" }
+
+// Moved is the hash stage ARN -> the partition it moved to when it joined
+// or left a group (placed by another ARN since): a join routed here by a
+// stale placement is refused and routed again.
+func (k Keys) Moved() string { return k.base + "moved" }
+
+// Group is the set of the stages of master's group (the master included),
+// in the master's partition.
+func (k Keys) Group(master string) string { return k.base + "group:" + StageHash(master) }
+
+// Reserved is a stage's sorted set of the users holding a seat on it (seat
+// assignment), scored by when the seat expires (Unix ms).
+func (k Keys) Reserved(stage string) string { return k.base + "reserved:" + StageHash(stage) }
+
 // Meta (partition 0 only) records the deployment's layout: the number of
 // partitions it was created with (CheckPartitions).
 func (k Keys) Meta() string { return k.base + "meta" }

@@ -130,16 +130,22 @@ end
 // stage's capacity (KEYS[7], a hash of the partition) is reached, and any
 // join with STAGE_COLLISION while another ARN of the same StageHash has open
 // sessions in the partition. KEYS[8] = the stage's peak hash of now's hour
-// (Keys.Peak). ARGV[6..13] = session ID to mint, user, stage ARN,
+// (Keys.Peak), KEYS[9] = the partition's moved hash (a stage that moved to
+// another partition is refused with MOVED <partition>, for the caller to
+// route it again), KEYS[10] = the stage's reserved seats (Keys.Reserved): a
+// user holding a seat is admitted and the seat consumed; the seats others
+// hold count against the capacity. ARGV[6..13] = session ID to mint, user, stage ARN,
 // participant, ua, ip, country, how long a per-minute peak is kept after its
 // hour ends (ms). The session bucket KEYS[6] is the user's (UserBucket), so
 // the user's earlier session of the stage is in it too. Returns {session ID,
 // live count, rejoined 0|1}.
 var joinScript = redis.NewScript(luaCommon + `
-local capacity, peak = KEYS[7], KEYS[8]
+local capacity, peak, moved, reserved = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local sid, user, stage, participant = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local ua, ip, country, peak_keep = ARGV[10], ARGV[11], ARGV[12], tonumber(ARGV[13])
 local late = check_deadline(); if late then return late end
+local to = redis.call('HGET', moved, stage)
+if to then return redis.error_reply('MOVED ' .. to) end
 local err = check_bound(); if err then return err end
 local named = redis.call('HGET', names, h)
 if named and named ~= stage then
@@ -156,10 +162,15 @@ if last and last > now - timeout then
   sid = old
   rejoined = 1
 else
-  -- a configured capacity refuses new viewers, never present ones.
+  -- a configured capacity refuses new viewers, never present ones; seats
+  -- assigned to others and not yet used count as taken, a seat of the
+  -- user's own admits them.
   local cap = tonumber(redis.call('HGET', capacity, stage) or '0')
-  if cap > 0 and live_count() >= cap then
-    return redis.error_reply('STAGE_FULL stage holds ' .. cap .. ' viewers')
+  if cap > 0 then
+    redis.call('ZREMRANGEBYSCORE', reserved, '-inf', now)
+    if not redis.call('ZSCORE', reserved, user) and live_count() + redis.call('ZCARD', reserved) >= cap then
+      return redis.error_reply('STAGE_FULL stage holds ' .. cap .. ' viewers')
+    end
   end
   if old_rec then
     -- present once, silent past the timeout, not yet swept: close that
@@ -182,6 +193,7 @@ end
 xadd(f)
 redis.call('ZADD', pk, 'GT', now, user)
 redis.call('ZADD', stages, 'GT', now, stage)
+redis.call('ZREM', reserved, user)
 
 local count = live_count()
 -- one small hash per stage and hour, minute -> highest count (Keys.Peak)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -47,6 +48,14 @@ const ClockSkew = 50 * time.Millisecond
 // join succeeds once the other stage's sessions are closed.
 var ErrStageCollision = errors.New("stage hash collision")
 
+// ErrStageMoving is returned by Join while the stage is being moved into or
+// out of a group placed in another partition: nothing was recorded; retry
+// in a moment.
+var ErrStageMoving = errors.New("stage is moving to another partition")
+
+// errMoved: the step found the stage moved to another partition.
+var errMoved = errors.New("stage moved")
+
 // Stream is one deployment's event streams (one per partition) and live
 // presence state in Redis.
 type Stream struct {
@@ -55,8 +64,11 @@ type Stream struct {
 	parts  []Keys // parts[p] = PartitionKeys(prefix, p)
 	// fixed[p] = the first three script keys of partition p (stageKeys),
 	// named once rather than on every step
-	fixed   [][3]string
-	timeout time.Duration
+	fixed [][3]string
+	// placement maps the stages that name a master to it (Keys.Placement),
+	// read by RefreshPlacement; nil until then.
+	placement atomic.Pointer[map[string]string]
+	timeout   time.Duration
 	// MaxLen, when above zero, bounds the backlog: player writes are refused
 	// with ErrBackpressure while some consumer group has that many entries
 	// not yet acknowledged (the whole stream counts when no group reads it).
@@ -118,8 +130,23 @@ func (s *Stream) PartitionKeys(p int) Keys { return s.parts[p] }
 // Prefix is the deployment's key prefix.
 func (s *Stream) Prefix() string { return s.prefix }
 
-// KeysOf returns the key names of stage's partition.
-func (s *Stream) KeysOf(stage string) Keys { return s.parts[PartitionOf(stage, len(s.parts))] }
+// KeysOf returns the key names of stage's partition: its group master's
+// (by the placement last read), or its own.
+func (s *Stream) KeysOf(stage string) Keys {
+	if len(s.parts) == 1 {
+		return s.parts[0]
+	}
+	return s.parts[PartitionOf(s.placeOf(stage), len(s.parts))]
+}
+
+func (s *Stream) placeOf(stage string) string {
+	if m := s.placement.Load(); m != nil {
+		if master, ok := (*m)[stage]; ok {
+			return master
+		}
+	}
+	return stage
+}
 
 // Client returns the Redis client.
 func (s *Stream) Client() redis.UniversalClient { return s.rdb }
@@ -147,13 +174,29 @@ type JoinResult struct {
 // ErrOutcomeUnknown (wrapped), or Redis's own (nothing recorded).
 func (s *Stream) Join(ctx context.Context, r JoinRequest) (JoinResult, error) {
 	now := s.Now()
-	k, h, bucket := s.KeysOf(r.Stage), StageHash(r.Stage), UserBucket(r.User)
-	keys := append(s.stageKeys(k, h, bucket), k.Capacity(), k.peak(h, now))
-	res, err := s.run(ctx, joinScript, keys, h, now, s.MaxLen,
-		// The ULID's time is the join's: the Lua steps read the join time
-		// back from the session ID instead of storing it.
-		newSessionID(now, k.part, bucket, h),
-		r.User, r.Stage, r.Participant, r.UA, r.IP, r.Country, s.PeakKeep.Milliseconds())
+	h, bucket := StageHash(r.Stage), UserBucket(r.User)
+	var res []any
+	var err error
+	for attempt := 0; ; attempt++ {
+		k := s.KeysOf(r.Stage)
+		keys := append(s.stageKeys(k, h, bucket), k.Capacity(), k.peak(h, now), k.Moved(), k.Reserved(r.Stage))
+		res, err = s.run(ctx, joinScript, keys, h, now, s.MaxLen,
+			// The ULID's time is the join's: the Lua steps read the join time
+			// back from the session ID instead of storing it.
+			newSessionID(now, k.part, bucket, h),
+			r.User, r.Stage, r.Participant, r.UA, r.IP, r.Country, s.PeakKeep.Milliseconds())
+		if !errors.Is(err, errMoved) || attempt > 0 {
+			break
+		}
+		// the stage joined or left a group since this process last read
+		// the placement: read it again and go where it says
+		if err := s.RefreshPlacement(ctx); err != nil {
+			return JoinResult{}, fmt.Errorf("join: %w", err)
+		}
+	}
+	if errors.Is(err, errMoved) {
+		err = ErrStageMoving
+	}
 	if err != nil {
 		return JoinResult{}, fmt.Errorf("join: %w", err)
 	}
@@ -259,6 +302,8 @@ func (s *Stream) run(ctx context.Context, script *redis.Script, keys []string, h
 			return nil, ErrStageFull
 		case strings.HasPrefix(msg, "STAGE_COLLISION"):
 			return nil, ErrStageCollision
+		case strings.HasPrefix(msg, "MOVED "):
+			return nil, errMoved
 		case strings.HasPrefix(msg, "DEADLINE"):
 			return nil, fmt.Errorf("%w: %s", ErrTooLate, msg)
 		}

@@ -58,6 +58,10 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	apiKeys := splitList(env.String("API_KEYS", ""))
 	tokens, corsOrigins := readTrust(env, apiKeys) // trust.go
 	readAPI := env.Bool("READ_API", true)
+	seatTTL := env.Duration("SEAT_TTL", api.DefaultSeatTTL)
+	if seatTTL < time.Second || seatTTL > time.Hour {
+		env.Fail("SEAT_TTL", "a duration from 1s to 1h", seatTTL.String())
+	}
 	limits := readLimits(env) // limits.go
 	var dbURL, readURL string
 	if readAPI {
@@ -114,7 +118,13 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		NoHeartbeatSkip: !limits.heartbeatSkip,
 		Tokens:          tokens,
 		CORSOrigins:     corsOrigins,
+		SeatTTL:         seatTTL,
 	}
+	// Which stages are placed by their group's master: read every second,
+	// so that a group change made through another ingest is followed.
+	placeCtx, stopPlace := context.WithCancel(ctx)
+	defer stopPlace()
+	go stream.WatchPlacement(placeCtx, time.Second)
 	if readAPI {
 		// The pools connect on first use, so the player routes serve while
 		// PostgreSQL is down; migrations and the capacity sync retry in the
@@ -151,7 +161,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 				if err := writeDB.Migrate(ctx); err != nil {
 					return err
 				}
-				return api.SyncCapacities(ctx, writeDB, stream)
+				return api.SyncStages(ctx, writeDB, stream)
 			})
 		}()
 	}

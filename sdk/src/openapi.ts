@@ -289,7 +289,7 @@ export interface paths {
         get: operations["getStage"];
         /**
          * Create or replace a stage's configuration.
-         * @description An absent field takes its default (no name, not master, no limit). `max_viewers` is stored in Redis too before the answer, where every join checks it atomically: once full, a user not already present gets 409 `stage_full`, a present one may rejoin. Ingest reloads every configured `max_viewers` into Redis at start.
+         * @description An absent field takes its default (no name, not master, no limit). `max_viewers` is stored in Redis too before the answer, where every join checks it atomically: once full, a user not already present gets 409 `stage_full`, a present one may rejoin. Ingest reloads every configured `max_viewers` into Redis at start. With `master_stage_arn` the stage joins that master's group: its live state moves to the master's partition (Redis Cluster), where seat assignment sees the whole group in one step.
          */
         put: operations["putStage"];
         post?: never;
@@ -526,6 +526,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/groups/{stage}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A group's live count, capacity and stages.
+         * @description `{stage}` is the group's master. Read from Redis in one atomic step over the group's stages (a whole group lives in its master's partition).
+         */
+        get: operations["getGroup"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/groups/{stage}/assign": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Assign a seat in a group.
+         * @description Server-to-server: the customer's backend calls it before minting the IVS participant token; it needs an API key even when API_KEYS is empty (401 `unauthorized`, like `POST /v1/tokens`). In one atomic Redis step over every stage of the group: the stage where the user is present, or already holds a seat (sticky), else the least-loaded stage with room (present plus reserved seats below `max_viewers`, the fewest first, ties by ARN), where a seat is reserved for `SEAT_TTL` (default 60 s). The user's join on that stage consumes the seat; an expired seat frees its place. A join without a seat counts the seats reserved for others against `max_viewers`.
+         */
+        post: operations["assignSeat"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -581,12 +621,15 @@ export interface components {
              * @description Last event of the stage still in live state.
              */
             last_activity?: string | null;
+            master_stage_arn?: string | null;
         };
         StageConfig: {
             stage_name?: string | null;
             /** @default false */
             is_master: boolean;
             max_viewers?: number | null;
+            /** @description The ARN of the master of the stage's group (a configured stage with `is_master: true` and no master of its own), or null for a master or a stage alone. A stage placed in or out of a group (its master changes) must have no open session: 409 `stage_has_viewers` otherwise, so that its live state is never split between partitions. */
+            master_stage_arn?: string | null;
         };
         StageStats: {
             stage_arn?: string;
@@ -684,6 +727,8 @@ export interface components {
             participant_id?: string;
             /** @default 3600 */
             ttl_seconds: number;
+            /** @description Instead of `stage_arn`: a group's master. The user is assigned a seat in the group (as `POST /v1/groups/{master}/assign`) and the token is minted for that stage, returned in `stage_arn`. */
+            group?: string;
         };
         MintResponse: {
             /** @description An EdDSA JWT with header `kid` (the RFC 7638 thumbprint of the signing key's public half) and claims `resource`, `user_id`, `jti` (when participant_id was given), `iat`, `exp`. */
@@ -738,6 +783,37 @@ export interface components {
             step?: string;
             /** @description Oldest first. A bucket without a snapshot row is absent (not 0); a bucket whose rows count 0 is a point of 0. */
             points?: components["schemas"]["SeriesPoint"][];
+        };
+        Group: {
+            master_stage_arn: string;
+            /** @description Distinct users present on any stage of the group: a user present on two of its stages counts once. */
+            viewers: number;
+            /** @description The sum of the stages' `max_viewers`; null when a stage has no limit. */
+            capacity: number | null;
+            stages: components["schemas"]["GroupStage"][];
+        };
+        GroupStage: {
+            stage_arn: string;
+            viewers: number;
+            max_viewers: number | null;
+            /** @description Seats assigned and not yet used by a join (they count against `max_viewers`). */
+            reserved: number;
+        };
+        AssignRequest: {
+            /** @description 1–128 printable characters. */
+            user_id: string;
+        };
+        Seat: {
+            /** @description The stage the user is to join. */
+            stage_arn: string;
+            /** @description Viewers present on that stage now. */
+            viewers: number;
+            max_viewers: number | null;
+            /**
+             * Format: date-time
+             * @description When the reserved seat is released unless the user's join arrives on that stage; null when the user is present there already.
+             */
+            expires_at: string | null;
         };
     };
     responses: never;
@@ -1073,7 +1149,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `dependency_unavailable` (Redis; `Retry-After: 1`), `backpressure` (the stage's partition stream is full; `Retry-After: 5`) or `stage_collision` (another live stage of the partition shares the stage's 50-bit key hash, about one chance in 10^5 at a million live stages; `Retry-After: 30`): nothing was recorded. `outcome_unknown`: Redis did not answer in time after the step reached it; repeat the join (it continues the session). */
+            /** @description `dependency_unavailable` (Redis; `Retry-After: 1`), `backpressure` (the stage's partition stream is full; `Retry-After: 5`) or `stage_collision` (another live stage of the partition shares the stage's 50-bit key hash, about one chance in 10^5 at a million live stages; `Retry-After: 30`), or `stage_moving` (the stage is joining or leaving a group placed in another partition; `Retry-After: 1`): nothing was recorded. `outcome_unknown`: Redis did not answer in time after the step reached it; repeat the join (it continues the session). */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1298,7 +1374,7 @@ export interface operations {
                     "application/json": components["schemas"]["MintResponse"];
                 };
             };
-            /** @description `invalid_json`, `invalid_user_id`, `invalid_stage_arn`, `invalid_participant_id`, `invalid_ttl_seconds` (not an integer from 60 to 86400). */
+            /** @description `invalid_json`, `invalid_user_id`, `invalid_stage_arn`, `invalid_participant_id`, `invalid_ttl_seconds` (not an integer from 60 to 86400). `invalid_group`: not a stage ARN, or sent with `stage_arn`. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1316,8 +1392,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `token_minting_disabled`: the server has no VIEWER_TOKEN_SIGNING_KEY. */
+            /** @description `token_minting_disabled`: the server has no VIEWER_TOKEN_SIGNING_KEY. `group_not_found` (with `group`). */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `group_full` (with `group`): no stage of the group has room. */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1484,7 +1569,7 @@ export interface operations {
                     "application/json": components["schemas"]["Stage"];
                 };
             };
-            /** @description `invalid_stage_arn`: the path's stage is not a URL-escaped IVS stage ARN. `invalid_json`, `invalid_stage_name` (over 100 characters or not printable), `invalid_max_viewers` (not 1 to 25000 or null). */
+            /** @description `invalid_stage_arn`: the path's stage is not a URL-escaped IVS stage ARN. `invalid_json`, `invalid_stage_name` (over 100 characters or not printable), `invalid_max_viewers` (not 1 to 25000 or null). `invalid_master_stage_arn`: not a stage ARN. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1495,6 +1580,15 @@ export interface operations {
             };
             /** @description `unauthorized`: API_KEYS is set and the request has no valid `Authorization: Bearer <key>`. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `invalid_group`: the master is not configured, is not `is_master`, has a master itself; the stage is a master other stages name and would stop being one or get a master; or the stage names itself. `stage_has_viewers`: the stage's group changes (it names another master, or none, than before) while it has open sessions. */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1573,6 +1667,15 @@ export interface operations {
             };
             /** @description `stage_not_found`: there was no configuration (any stray capacity is cleared all the same). */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `invalid_group`: stages name this stage as their master. `stage_has_viewers`: the stage is in a group and has open sessions. */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2177,6 +2280,161 @@ export interface operations {
                 };
             };
             /** @description `dependency_unavailable`: PostgreSQL did not answer; nothing was changed. `Retry-After: 1`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getGroup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The full stage ARN, URL-escaped (its `/` as `%2F`).
+                 * @example arn%3Aaws%3Aivs%3Aus-east-1%3A123456789012%3Astage%2Fabcd1234
+                 */
+                stage: components["parameters"]["stage"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The group. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Group"];
+                };
+            };
+            /** @description `invalid_stage_arn`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `unauthorized`: API_KEYS is set and the request has no valid key. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `group_not_found`: the stage is no group's master (not configured with `is_master: true`). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `dependency_unavailable`: Redis did not answer. `Retry-After: 1`. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    assignSeat: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The full stage ARN, URL-escaped (its `/` as `%2F`).
+                 * @example arn%3Aaws%3Aivs%3Aus-east-1%3A123456789012%3Astage%2Fabcd1234
+                 */
+                stage: components["parameters"]["stage"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AssignRequest"];
+            };
+        };
+        responses: {
+            /** @description The seat. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Seat"];
+                };
+            };
+            /** @description `invalid_stage_arn`, `invalid_json`, `invalid_user_id`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `unauthorized`: no valid API key (one is required even when API_KEYS is empty). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `group_not_found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `group_full`: no stage of the group has room. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `body_too_large`. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `unsupported_media_type`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `dependency_unavailable`: Redis did not answer; nothing was reserved. `Retry-After: 1`. */
             503: {
                 headers: {
                     [name: string]: unknown;
