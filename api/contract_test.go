@@ -148,6 +148,8 @@ func foreignSessionIDsAreNotFound(t *testing.T, h *harness) {
 		"another partition": route((ref.Partition+1)%max(n, 2), ref.Bucket, ref.Stage),
 		"another bucket":    route(ref.Partition, events.UserBucket("not-quinn"), ref.Stage),
 		"another stage":     route(ref.Partition, ref.Bucket, events.StageHash(stage+"x")),
+		// the form of the layout before partitions: unknown, not invalid
+		"a bare ULID": sid[:26],
 	}
 	before := h.streamLen()
 	for name, f := range forged {

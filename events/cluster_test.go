@@ -140,6 +140,9 @@ func TestPartitionsOnARealCluster(t *testing.T) {
 			t.Fatalf("Peak(%s) = %d, %v, want 2", st, peak, err)
 		}
 	}
+	if a, ok, err := s.Active(ctx, stages[0]+"-never"); err != nil || ok || a.Viewers != 0 {
+		t.Fatalf("Active of a stage never joined = %+v %v %v", a, ok, err)
+	}
 	for p, es := range checkPartitionStreams(t, s) {
 		// per stage: 2 joins, 2 heartbeats, 1 leave
 		if len(es) != 5*perPart[p] {
