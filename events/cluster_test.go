@@ -24,7 +24,7 @@ func TestPartitionsOnARealCluster(t *testing.T) {
 	rdb := cluster.Client(t)
 	ctx := context.Background()
 	prefix := "vpc-" + testutil.RandomID(4)
-	s, c := newPartitioned(rdb, prefix)
+	s, c := partitionedOn(rdb, prefix)
 
 	var stages []string
 	for i := range 100 {

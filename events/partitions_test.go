@@ -20,9 +20,18 @@ import (
 // test cluster's 3 masters (DESIGN, "Redis Cluster").
 const parts = 12
 
-// newPartitioned returns a stream of parts partitions on rdb under prefix,
+// newPartitioned returns a stream of parts partitions on the test Redis
+// under a prefix of the test's own, on a clock of its own.
+func newPartitioned(t *testing.T) (*events.Stream, *redis.Client, *testutil.Clock) {
+	t.Helper()
+	rdb, prefix := testutil.Redis(t)
+	s, c := partitionedOn(rdb, prefix)
+	return s, rdb, c
+}
+
+// partitionedOn returns a stream of parts partitions on rdb under prefix,
 // on a clock of its own.
-func newPartitioned(rdb redis.UniversalClient, prefix string) (*events.Stream, *testutil.Clock) {
+func partitionedOn(rdb redis.UniversalClient, prefix string) (*events.Stream, *testutil.Clock) {
 	c := testutil.NewClock(time.UnixMilli(1_760_000_000_000))
 	s := events.NewPartitionedStream(rdb, prefix, 120*time.Second, parts)
 	s.Now = c.Now
@@ -97,8 +106,7 @@ func dumpPrefix(t *testing.T, rdb *redis.Client, prefix string) map[string]strin
 // heartbeats and leaves are in its partition's stream and no other, and
 // heartbeat and leave find the session from its ID alone.
 func TestEventsLandInTheirPartition(t *testing.T) {
-	rdb, prefix := testutil.Redis(t)
-	s, c := newPartitioned(rdb, prefix)
+	s, _, c := newPartitioned(t)
 	ctx := context.Background()
 	byPart := stagesByPartition(parts, 3)
 	var sessions []string
@@ -158,8 +166,7 @@ func TestEventsLandInTheirPartition(t *testing.T) {
 // session's, other random bits, or no valid form at all finds no session,
 // and heartbeat and leave with it change nothing in Redis.
 func TestForeignSessionIDsFindNothing(t *testing.T) {
-	rdb, prefix := testutil.Redis(t)
-	s, c := newPartitioned(rdb, prefix)
+	s, rdb, c := newPartitioned(t)
 	ctx := context.Background()
 	st := stagesByPartition(parts, 1)[5][0]
 	j, err := s.Join(ctx, events.JoinRequest{Stage: st, User: "alice"})
@@ -192,7 +199,7 @@ func TestForeignSessionIDsFindNothing(t *testing.T) {
 		{"a bare ULID", sid[:26]},
 		{"empty", ""},
 	}
-	before := dumpPrefix(t, rdb, prefix)
+	before := dumpPrefix(t, rdb, s.Prefix())
 	c.Add(time.Second)
 	for _, f := range forged {
 		if f.sid == sid {
@@ -205,7 +212,7 @@ func TestForeignSessionIDsFindNothing(t *testing.T) {
 			t.Errorf("leave with %s (%q) = %v, %v, want nothing to close", f.name, f.sid, closed, err)
 		}
 	}
-	if after := dumpPrefix(t, rdb, prefix); !maps.Equal(before, after) {
+	if after := dumpPrefix(t, rdb, s.Prefix()); !maps.Equal(before, after) {
 		t.Fatalf("forged IDs changed Redis: keys before %v, after %v", slices.Sorted(maps.Keys(before)), slices.Sorted(maps.Keys(after)))
 	}
 	if n, err := s.Heartbeat(ctx, sid); err != nil || n != 1 {
@@ -217,8 +224,7 @@ func TestForeignSessionIDsFindNothing(t *testing.T) {
 // backlog. With one partition's stream full, that partition's stages are
 // refused and every other partition's are not.
 func TestBackpressureIsPerPartition(t *testing.T) {
-	rdb, prefix := testutil.Redis(t)
-	s, _ := newPartitioned(rdb, prefix)
+	s, _, _ := newPartitioned(t)
 	ctx := context.Background()
 	s.MaxLen = 2
 	byPart := stagesByPartition(parts, 2)
@@ -265,8 +271,7 @@ func TestBackpressureIsPerPartition(t *testing.T) {
 // every partition; a stage's capacity lives in its own partition's hash and
 // is enforced there.
 func TestFanOutsCoverEveryPartition(t *testing.T) {
-	rdb, prefix := testutil.Redis(t)
-	s, _ := newPartitioned(rdb, prefix)
+	s, rdb, _ := newPartitioned(t)
 	ctx := context.Background()
 	byPart := stagesByPartition(parts, 2)
 	wantCaps := map[string]int{}
@@ -277,7 +282,7 @@ func TestFanOutsCoverEveryPartition(t *testing.T) {
 		}
 		wantCaps[st] = p + 1
 		for q := range parts {
-			has, err := rdb.HExists(ctx, events.PartitionKeys(prefix, q).Capacity(), st).Result()
+			has, err := rdb.HExists(ctx, s.PartitionKeys(q).Capacity(), st).Result()
 			if err != nil || has != (q == p) {
 				t.Fatalf("capacity of %s (partition %d) in partition %d's hash: %v %v", st, p, q, has, err)
 			}
@@ -331,8 +336,7 @@ func TestFanOutsCoverEveryPartition(t *testing.T) {
 // silent viewers of every partition get one timeout event each, in their
 // partition's stream, and present ones stay.
 func TestSweepClosesSilentViewersInEveryPartition(t *testing.T) {
-	rdb, prefix := testutil.Redis(t)
-	s, c := newPartitioned(rdb, prefix)
+	s, _, c := newPartitioned(t)
 	ctx := context.Background()
 	byPart := stagesByPartition(parts, 2)
 	silent, kept := map[string]bool{}, map[string]string{}
@@ -400,8 +404,7 @@ func TestSweepClosesSilentViewersInEveryPartition(t *testing.T) {
 // its StageHash for another ARN, the join is refused with ErrStageCollision
 // and nothing is recorded; once that name is gone the join succeeds.
 func TestStageCollisionRefusesJoin(t *testing.T) {
-	rdb, prefix := testutil.Redis(t)
-	s, _ := newPartitioned(rdb, prefix)
+	s, rdb, _ := newPartitioned(t)
 	ctx := context.Background()
 	st := stagesByPartition(parts, 1)[9][0]
 	names := s.KeysOf(st).StageNames()
@@ -409,11 +412,11 @@ func TestStageCollisionRefusesJoin(t *testing.T) {
 	if err := rdb.HSet(ctx, names, events.StageHash(st), squatter).Err(); err != nil {
 		t.Fatal(err)
 	}
-	before := dumpPrefix(t, rdb, prefix)
+	before := dumpPrefix(t, rdb, s.Prefix())
 	if _, err := s.Join(ctx, events.JoinRequest{Stage: st, User: "alice"}); !errors.Is(err, events.ErrStageCollision) {
 		t.Fatalf("join to a stage whose hash names another: %v, want ErrStageCollision", err)
 	}
-	if after := dumpPrefix(t, rdb, prefix); !maps.Equal(before, after) {
+	if after := dumpPrefix(t, rdb, s.Prefix()); !maps.Equal(before, after) {
 		t.Fatalf("a refused join changed Redis: keys before %v, after %v", slices.Sorted(maps.Keys(before)), slices.Sorted(maps.Keys(after)))
 	}
 	if got := rdb.HGet(ctx, names, events.StageHash(st)).Val(); got != squatter {
