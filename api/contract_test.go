@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 
@@ -88,13 +89,17 @@ func capacityRefusesNewViewersOnly(t *testing.T, h *harness) {
 }
 
 // liveReadsAcrossPartitions: /v1/stages lists the stages of every
-// partition with their counts, and each stage's viewers are read from its
-// own partition.
+// partition with their counts, by ARN (an empty array when none is
+// active), and each stage's viewers are read from its own partition.
 func liveReadsAcrossPartitions(t *testing.T, h *harness) {
+	if a := h.do(http.MethodGet, "/v1/stages", "", ""); a.status != 200 || fmt.Sprint(a.body) != "map[stages:[]]" {
+		t.Fatalf("stages of an empty deployment = %d %v, want an empty array", a.status, a.body)
+	}
 	want := map[string]int64{}
 	covered := map[int]bool{}
-	for i := range 24 {
+	for i := 23; i >= 0; i-- { // the newest activity on the first ARN
 		st := fmt.Sprintf("arn:aws:ivs:eu-west-1:123456789012:stage/live%02d", i)
+		h.clock.Add(time.Millisecond)
 		covered[h.stream.KeysOf(st).Partition()] = true
 		for u := range i%3 + 1 {
 			if a := h.post("/v1/viewers/join", map[string]string{"stage_arn": st, "user_id": fmt.Sprint("u", u)}); a.status != 200 {
@@ -111,12 +116,17 @@ func liveReadsAcrossPartitions(t *testing.T, h *harness) {
 		t.Fatalf("stages = %d %v", a.status, a.body)
 	}
 	got := map[string]int64{}
+	var order []string
 	for _, s := range a.body["stages"].([]any) {
 		m := s.(map[string]any)
 		got[m["stage_arn"].(string)] = num(m["viewers"])
+		order = append(order, m["stage_arn"].(string))
 	}
 	if !maps.Equal(got, want) {
 		t.Fatalf("/v1/stages = %v, want %v", got, want)
+	}
+	if !slices.IsSorted(order) {
+		t.Fatalf("/v1/stages is not by ARN: %v", order)
 	}
 	for st, n := range want {
 		a := h.do(http.MethodGet, "/v1/stages/"+url.PathEscape(st)+"/viewers", "", "")
