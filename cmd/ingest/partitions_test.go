@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/viewpulse/viewpulse/events"
 	"github.com/viewpulse/viewpulse/internal/testutil"
 )
@@ -35,6 +37,23 @@ func TestRunRefusesChangedPartitions(t *testing.T) {
 	again := startIngest(t, prefix, map[string]string{"PARTITIONS": "12", "READ_API": "false"}, nil)
 	if status := join(t, again); status != 200 {
 		t.Fatalf("join on a second ingest of 12 = %d", status)
+	}
+}
+
+// TestRunWarnsOfTheOldLayout: a stream of the layout before partitions
+// still in Redis does not stop ingest, and its start-up log says so.
+func TestRunWarnsOfTheOldLayout(t *testing.T) {
+	rdb, prefix := testutil.Redis(t)
+	if err := rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: prefix + ":{0}:events", Values: []string{"v", "1"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var logs testutil.Buffer
+	base := startIngest(t, prefix, map[string]string{"READ_API": "false"}, &logs)
+	if status := join(t, base); status != 200 {
+		t.Fatalf("join beside an old-layout stream = %d", status)
+	}
+	if !strings.Contains(logs.String(), "layout before partitions") || !strings.Contains(logs.String(), prefix+":{0}:events") {
+		t.Fatalf("no warning of the old layout in the start-up log:\n%s", logs.String())
 	}
 }
 
