@@ -72,6 +72,8 @@ func stageIn(h *harness, p int) string {
 	}
 }
 
+// capacityRefusesNewViewersOnly: at its capacity a stage answers a new
+// viewer 409 stage_full, recording nothing, and lets a present one rejoin.
 func capacityRefusesNewViewersOnly(t *testing.T, h *harness) {
 	if err := h.stream.SetCapacity(context.Background(), stage, 1); err != nil {
 		t.Fatal(err)
