@@ -28,7 +28,7 @@ type harness struct {
 	t      *testing.T
 	srv    *httptest.Server
 	stream *events.Stream
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	clock  *testutil.Clock
 }
 
@@ -38,10 +38,17 @@ func newHarness(t *testing.T, mutate ...func(*api.Config)) *harness {
 	return newHarnessOn(t, rdb, prefix, mutate...)
 }
 
-func newHarnessOn(t *testing.T, rdb *redis.Client, prefix string, mutate ...func(*api.Config)) *harness {
+func newHarnessOn(t *testing.T, rdb redis.UniversalClient, prefix string, mutate ...func(*api.Config)) *harness {
+	t.Helper()
+	return newPartitionedHarness(t, rdb, prefix, 1, mutate...)
+}
+
+// newPartitionedHarness serves a deployment of parts partitions on rdb (a
+// single Redis or a cluster) under prefix.
+func newPartitionedHarness(t *testing.T, rdb redis.UniversalClient, prefix string, parts int, mutate ...func(*api.Config)) *harness {
 	t.Helper()
 	c := testutil.NewClock(time.Now().Truncate(time.Millisecond))
-	s := events.NewStream(rdb, prefix, 120*time.Second)
+	s := events.NewPartitionedStream(rdb, prefix, 120*time.Second, parts)
 	s.Now = c.Now
 	cfg := api.Config{Stream: s, RedisTimeout: 500 * time.Millisecond}
 	for _, m := range mutate {
@@ -112,18 +119,24 @@ func (h *harness) join(user string) answer {
 	return a
 }
 
+// streamLen is the number of events in every partition's stream.
 func (h *harness) streamLen() int64 {
 	h.t.Helper()
-	n, err := h.rdb.XLen(context.Background(), h.stream.Keys().Stream()).Result()
-	if err != nil {
-		h.t.Fatal(err)
+	var n int64
+	for p := range h.stream.Partitions() {
+		l, err := h.rdb.XLen(context.Background(), h.stream.PartitionKeys(p).Stream()).Result()
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		n += l
 	}
 	return n
 }
 
+// lastEvent is the newest event of stage's partition.
 func (h *harness) lastEvent() events.Event {
 	h.t.Helper()
-	msgs, err := h.rdb.XRevRangeN(context.Background(), h.stream.Keys().Stream(), "+", "-", 1).Result()
+	msgs, err := h.rdb.XRevRangeN(context.Background(), h.stream.KeysOf(stage).Stream(), "+", "-", 1).Result()
 	if err != nil || len(msgs) == 0 {
 		h.t.Fatalf("last event: %v %v", msgs, err)
 	}
@@ -136,8 +149,7 @@ func (h *harness) lastEvent() events.Event {
 
 func num(v any) int64 { f, _ := v.(float64); return int64(f) }
 
-func TestJoinHeartbeatLeaveFlow(t *testing.T) {
-	h := newHarness(t)
+func joinHeartbeatLeaveFlow(t *testing.T, h *harness) {
 	a := h.join("alice")
 	sid, _ := a.body["session_id"].(string)
 	if num(a.body["viewers"]) != 1 || a.body["rejoined"] != false || num(a.body["timeout_seconds"]) != 120 || num(a.body["heartbeat_interval_seconds"]) != 30 {
@@ -164,8 +176,7 @@ func TestJoinHeartbeatLeaveFlow(t *testing.T) {
 	}
 }
 
-func TestTwoTabsAndRejoin(t *testing.T) {
-	h := newHarness(t)
+func twoTabsAndRejoin(t *testing.T, h *harness) {
 	first := h.join("bob")
 	second := h.join("bob")
 	if second.body["session_id"] != first.body["session_id"] || second.body["rejoined"] != true || num(second.body["viewers"]) != 1 {
@@ -178,8 +189,7 @@ func TestTwoTabsAndRejoin(t *testing.T) {
 	}
 }
 
-func TestLeaveAcceptsBeaconBody(t *testing.T) {
-	h := newHarness(t)
+func leaveAcceptsBeaconBody(t *testing.T, h *harness) {
 	sid := h.join("dan").body["session_id"].(string)
 	a := h.do(http.MethodPost, "/v1/viewers/leave", "text/plain;charset=UTF-8", `{"session_id":"`+sid+`"}`)
 	if a.status != 200 || a.body["closed"] != true {
@@ -187,8 +197,7 @@ func TestLeaveAcceptsBeaconBody(t *testing.T) {
 	}
 }
 
-func TestExpiryByInjectedTime(t *testing.T) {
-	h := newHarness(t)
+func expiryByInjectedTime(t *testing.T, h *harness) {
 	sid := h.join("erin").body["session_id"].(string)
 	path := "/v1/stages/" + url.PathEscape(stage) + "/viewers"
 	h.clock.Add(119 * time.Second)
@@ -210,8 +219,7 @@ func TestExpiryByInjectedTime(t *testing.T) {
 	}
 }
 
-func TestThousandConcurrentJoins(t *testing.T) {
-	h := newHarness(t)
+func thousandConcurrentJoins(t *testing.T, h *harness) {
 	const users = 1000
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
@@ -248,8 +256,7 @@ func TestThousandConcurrentJoins(t *testing.T) {
 	}
 }
 
-func TestBadInputChangesNothing(t *testing.T) {
-	h := newHarness(t)
+func badInputChangesNothing(t *testing.T, h *harness) {
 	sid := h.join("frank").body["session_id"].(string)
 	before := h.streamLen()
 	long := strings.Repeat("a", 129)
@@ -372,8 +379,7 @@ func TestRedisDownAnswers503(t *testing.T) {
 	})
 }
 
-func TestBackpressureAnswers503WithRetryAfter(t *testing.T) {
-	h := newHarness(t)
+func backpressureAnswers503WithRetryAfter(t *testing.T, h *harness) {
 	h.stream.MaxLen = 1
 	h.join("lena")
 	a := h.do(http.MethodPost, "/v1/viewers/join", "application/json", `{"stage_arn":"`+stage+`","user_id":"mike"}`)
@@ -382,6 +388,14 @@ func TestBackpressureAnswers503WithRetryAfter(t *testing.T) {
 	}
 	if n := h.streamLen(); n != 1 {
 		t.Fatalf("stream = %d", n)
+	}
+	// The bound is per partition: a stage of another partition is not
+	// refused (with one partition there is no other).
+	other := stageIn(h, (h.stream.KeysOf(stage).Partition()+1)%h.stream.Partitions())
+	a = h.post("/v1/viewers/join", map[string]string{"stage_arn": other, "user_id": "mike"})
+	if want := map[bool]int{true: 200, false: 503}[h.stream.Partitions() > 1]; a.status != want {
+		t.Fatalf("join to %s (partition %d of %d) beside a full partition = %d %v, want %d",
+			other, h.stream.KeysOf(other).Partition(), h.stream.Partitions(), a.status, a.body, want)
 	}
 }
 

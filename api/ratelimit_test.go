@@ -109,7 +109,7 @@ func TestJoinRateOff(t *testing.T) {
 			t.Fatalf("join %d: %d %v", i, a.status, a.body)
 		}
 	}
-	if n, err := h.rdb.Exists(t.Context(), ratelimit.New(h.rdb, prefixOf(h)).SaltKey()).Result(); err != nil || n != 0 {
+	if n, err := h.rdb.Exists(t.Context(), ratelimit.New(h.rdb, h.stream.Prefix()).SaltKey()).Result(); err != nil || n != 0 {
 		t.Fatalf("the limiter touched Redis with every limit off (salt exists: %d, %v)", n, err)
 	}
 }
@@ -136,12 +136,6 @@ func TestLimiterFailsOpen(t *testing.T) {
 	if got := metricValue(t, reg, "viewpulse_ratelimit_errors_total"); got != 3 {
 		t.Fatalf("ratelimit errors = %v, want 3", got)
 	}
-}
-
-// prefixOf recovers the harness's REDIS_PREFIX from its key base.
-func prefixOf(h *harness) string {
-	base := h.stream.Keys().Base() // "<prefix>:{0}:"
-	return base[:len(base)-len(":{0}:")]
 }
 
 // With viewer tokens on, an address is charged before its token's signature

@@ -58,6 +58,12 @@ func (s *server) handleStages() echo.HandlerFunc {
 			return s.redisError(c, "stages", err)
 		}
 		if s.ReadDB == nil {
+			// Stages lists partition after partition, each by activity:
+			// the contract is one array by ARN, empty rather than null.
+			if live == nil {
+				live = []events.StageCount{}
+			}
+			sort.Slice(live, func(i, j int) bool { return live[i].Stage < live[j].Stage })
 			return c.JSON(http.StatusOK, map[string]any{"stages": live})
 		}
 		dctx, cancel := context.WithTimeout(c.Request().Context(), s.DBTimeout)

@@ -27,19 +27,7 @@ func newStream(t *testing.T) (*events.Stream, *redis.Client, *testutil.Clock) {
 
 func readAll(t *testing.T, s *events.Stream) []events.Event {
 	t.Helper()
-	msgs, err := s.Client().XRange(context.Background(), s.Keys().Stream(), "-", "+").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make([]events.Event, len(msgs))
-	for i, m := range msgs {
-		e, err := events.Decode(m.ID, m.Values)
-		if err != nil {
-			t.Fatalf("entry %s %v: %v", m.ID, m.Values, err)
-		}
-		out[i] = e
-	}
-	return out
+	return readStream(t, s.Client(), s.Keys().Stream())
 }
 
 func types(es []events.Event) string {

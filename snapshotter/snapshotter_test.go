@@ -47,20 +47,29 @@ type Env struct {
 	Stream *events.Stream
 	DB     *store.DB
 	Clock  *Clock
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
+	parts  int
 }
 
-// NewEnv returns a deployment of the test's own with the clock at noon.
+// NewEnv returns a deployment of the test's own, of one partition on the
+// test Redis, with the clock at noon.
 func NewEnv(t *testing.T) *Env {
 	t.Helper()
 	rdb, prefix := testutil.Redis(t)
+	return NewEnvOn(t, rdb, prefix, 1)
+}
+
+// NewEnvOn returns a deployment of parts partitions on rdb (a single Redis
+// or a cluster) under prefix, with a fresh schema and the clock at noon.
+func NewEnvOn(t *testing.T, rdb redis.UniversalClient, prefix string, parts int) *Env {
+	t.Helper()
 	db, err := store.Open(context.Background(), testutil.Schema(t), store.Options{MaxConns: 4, Migrate: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	e := &Env{DB: db, Clock: &Clock{t: noon}, rdb: rdb, prefix: prefix}
+	e := &Env{DB: db, Clock: &Clock{t: noon}, rdb: rdb, prefix: prefix, parts: parts}
 	e.Stream = e.NewStream()
 	return e
 }
@@ -68,7 +77,7 @@ func NewEnv(t *testing.T) *Env {
 // NewStream returns another handle on the deployment's stream, as a second
 // process would have.
 func (e *Env) NewStream() *events.Stream {
-	s := events.NewStream(e.rdb, e.prefix, timeout)
+	s := events.NewPartitionedStream(e.rdb, e.prefix, timeout, e.parts)
 	s.Now = e.Clock.Now
 	return s
 }
@@ -135,21 +144,24 @@ func (e *Env) sweepAt(t *testing.T, s *snapshotter.Snapshotter, at time.Time) {
 	}
 }
 
-// timeouts returns the stream's timeout events by session.
+// timeouts returns the timeout events of every partition's stream by
+// session.
 func (e *Env) timeouts(t *testing.T) map[string][]events.Event {
 	t.Helper()
-	msgs, err := e.rdb.XRange(context.Background(), e.Stream.Keys().Stream(), "-", "+").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string][]events.Event{}
-	for _, m := range msgs {
-		ev, err := events.Decode(m.ID, m.Values)
+	for p := range e.parts {
+		msgs, err := e.rdb.XRange(context.Background(), e.Stream.PartitionKeys(p).Stream(), "-", "+").Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ev.Type == events.Timeout {
-			out[ev.Session] = append(out[ev.Session], ev)
+		for _, m := range msgs {
+			ev, err := events.Decode(m.ID, m.Values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev.Type == events.Timeout {
+				out[ev.Session] = append(out[ev.Session], ev)
+			}
 		}
 	}
 	return out

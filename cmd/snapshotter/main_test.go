@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/viewpulse/viewpulse/events"
 	"github.com/viewpulse/viewpulse/internal/testutil"
 )
 
@@ -29,6 +31,8 @@ func TestInvalidConfigIsRefusedByName(t *testing.T) {
 		{"SWEEP_INTERVAL", "0s"},
 		{"SESSION_RETENTION", "forever"},
 		{"SNAPSHOT_RETENTION", "90d"},
+		{"PARTITIONS", "0"},
+		{"PARTITIONS", "2000"},
 	} {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
 			var out bytes.Buffer
@@ -43,6 +47,26 @@ func TestInvalidConfigIsRefusedByName(t *testing.T) {
 				t.Fatalf("run() = %v, want an error naming %s", err, tc.name)
 			}
 		})
+	}
+}
+
+// TestRunRefusesChangedPartitions: the snapshotter started with another
+// PARTITIONS than the deployment's exits with an error naming both.
+func TestRunRefusesChangedPartitions(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := testutil.Redis(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := events.CheckPartitions(ctx, rdb, prefix, 12); err != nil {
+		t.Fatal(err)
+	}
+	var out testutil.Buffer
+	err := run(ctx, []string{"snapshotter"}, getenv(map[string]string{
+		"REDIS_URL": testutil.RedisURL(t), "REDIS_PREFIX": prefix, "PARTITIONS": "3",
+		"DATABASE_URL": testutil.Schema(t), "METRICS_ADDR": "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t)),
+	}), &out)
+	if !errors.Is(err, events.ErrPartitionsChanged) || !strings.Contains(err.Error(), "PARTITIONS=3") || !strings.Contains(err.Error(), "created with 12") {
+		t.Fatalf("run with PARTITIONS=3 on a deployment of 12 = %v, want an error naming 3 and 12\n%s", err, out.String())
 	}
 }
 
