@@ -33,6 +33,9 @@ var contract = []struct {
 	{"live reads across partitions", liveReadsAcrossPartitions},
 	{"foreign session IDs", foreignSessionIDsAreNotFound},
 	{"stage collision", stageCollisionAnswers503},
+	{"group seats fill exactly", groupSeatsFillExactly},
+	{"group counts a user once", groupCountsAUserOnce},
+	{"group move follows a stale placement", groupMoveFollowsStalePlacement},
 }
 
 // TestPlayerContract runs the contract on one Redis with one partition and

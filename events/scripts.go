@@ -131,8 +131,9 @@ end
 // join with STAGE_COLLISION while another ARN of the same StageHash has open
 // sessions in the partition. KEYS[8] = the stage's peak hash of now's hour
 // (Keys.Peak), KEYS[9] = the partition's moved hash (a stage that moved to
-// another partition is refused with MOVED <partition>, for the caller to
-// route it again), KEYS[10] = the stage's reserved seats (Keys.Reserved): a
+// another partition is refused with STAGE_MOVED <partition>, for the caller
+// to route it again; not MOVED, which cluster clients take for a slot
+// redirection), KEYS[10] = the stage's reserved seats (Keys.Reserved): a
 // user holding a seat is admitted and the seat consumed; the seats others
 // hold count against the capacity. ARGV[6..13] = session ID to mint, user, stage ARN,
 // participant, ua, ip, country, how long a per-minute peak is kept after its
@@ -145,7 +146,7 @@ local sid, user, stage, participant = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local ua, ip, country, peak_keep = ARGV[10], ARGV[11], ARGV[12], tonumber(ARGV[13])
 local late = check_deadline(); if late then return late end
 local to = redis.call('HGET', moved, stage)
-if to then return redis.error_reply('MOVED ' .. to) end
+if to then return redis.error_reply('STAGE_MOVED ' .. to) end
 local err = check_bound(); if err then return err end
 local named = redis.call('HGET', names, h)
 if named and named ~= stage then

@@ -302,7 +302,7 @@ func (s *Stream) run(ctx context.Context, script *redis.Script, keys []string, h
 			return nil, ErrStageFull
 		case strings.HasPrefix(msg, "STAGE_COLLISION"):
 			return nil, ErrStageCollision
-		case strings.HasPrefix(msg, "MOVED "):
+		case strings.HasPrefix(msg, "STAGE_MOVED "):
 			return nil, errMoved
 		case strings.HasPrefix(msg, "DEADLINE"):
 			return nil, fmt.Errorf("%w: %s", ErrTooLate, msg)

@@ -101,6 +101,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
+	// sweeps and snapshots find a grouped stage in its master's partition
+	placeCtx, stopPlace := context.WithCancel(ctx)
+	defer stopPlace()
+	go stream.WatchPlacement(placeCtx, time.Second)
 	snap := snapshotter.New(stream, db, cfg.snap, log, reg)
 	checks := map[string]ops.Check{
 		"redis":    func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
