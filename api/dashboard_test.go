@@ -261,3 +261,20 @@ func TestDashboardRedisUnavailable(t *testing.T) {
 	})
 	waitText(t, ctx, "#conn", "live") // the stream itself stays up
 }
+
+// TestDashboardShowsGroups: the page lists the groups with their distinct
+// viewers and capacity, following joins live.
+func TestDashboardShowsGroups(t *testing.T) {
+	h, _ := newReadHarness(t, func(c *api.Config) { c.Live.Tick = 100 * time.Millisecond })
+	master, children := groupStages(2)
+	makeGroup(t, h, master, children, 2)
+	h.post("/v1/viewers/join", map[string]string{"stage_arn": master, "user_id": "twice"})
+	ctx := newBrowser(t)
+	do(t, ctx, chromedp.Navigate(h.srv.URL+"/dashboard"))
+	row := fmt.Sprintf(`tr[data-group="%s"]`, master)
+	waitText(t, ctx, row+" .count", "1")
+	waitText(t, ctx, row+" .cap", "4")
+	h.post("/v1/viewers/join", map[string]string{"stage_arn": children[0], "user_id": "twice"})
+	h.post("/v1/viewers/join", map[string]string{"stage_arn": children[0], "user_id": "new"})
+	waitText(t, ctx, row+" .count", "2")
+}

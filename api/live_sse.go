@@ -64,6 +64,7 @@ type liveHub struct {
 	ready   bool             // counts holds a successful read
 	down    bool             // the last read failed
 	counts  map[string]int64 // the last read, stages with a count above 0
+	groups  []byte           // the last groups event sent (nil: no group yet)
 	seq     uint64
 }
 
@@ -196,6 +197,10 @@ func (h *liveHub) read(gen uint64) bool {
 		return false
 	}
 	live, err := h.stream.Stages(ctx, time.Time{})
+	var groups []events.GroupCount
+	if err == nil {
+		groups, err = h.stream.Groups(ctx)
+	}
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -241,6 +246,13 @@ func (h *liveHub) read(gen uint64) bool {
 	if len(changed) > 0 {
 		all = countsEvent(h.seq, changed)
 	}
+	var groupsChanged []byte // a groups event, when a group's figures changed
+	if g := groupsEvent(groups); !slices.Equal(g, h.groups) {
+		h.groups, groupsChanged = g, g
+		if g == nil { // the last group is gone
+			groupsChanged = []byte("event: groups\ndata: {\"groups\":[]}\n\n")
+		}
+	}
 	for c := range h.clients {
 		switch {
 		case !c.primed:
@@ -248,6 +260,9 @@ func (h *liveHub) read(gen uint64) bool {
 		case c.stages == nil:
 			if all != nil {
 				h.offer(c, all)
+			}
+			if groupsChanged != nil {
+				h.offer(c, groupsChanged)
 			}
 		default:
 			var mine []liveCount
@@ -280,6 +295,9 @@ func (h *liveHub) prime(c *liveClient) {
 	slices.SortFunc(list, func(a, b liveCount) int { return strings.Compare(a.Stage, b.Stage) })
 	c.primed = true
 	h.offer(c, countsEvent(h.seq, list))
+	if c.stages == nil && h.groups != nil {
+		h.offer(c, h.groups)
+	}
 }
 
 // stop marks the hub idle and forgets its reading, which would be stale
@@ -351,6 +369,30 @@ func countsEvent(seq uint64, list []liveCount) []byte {
 	b = append(b, "\nevent: counts\ndata: "...)
 	b = append(b, data...)
 	return append(b, "\n\n"...)
+}
+
+// liveGroup is one group of a groups event.
+type liveGroup struct {
+	Master   string `json:"master_stage_arn"`
+	Viewers  int64  `json:"viewers"`
+	Capacity *int   `json:"capacity"`
+	Stages   int    `json:"stages"`
+}
+
+// groupsEvent is every group's live count and capacity (distinct users,
+// groups.go), for the clients without a stage filter; nil when there is no
+// group.
+func groupsEvent(gs []events.GroupCount) []byte {
+	if len(gs) == 0 {
+		return nil
+	}
+	list := make([]liveGroup, len(gs))
+	for i, g := range gs {
+		v := newGroupView(g)
+		list[i] = liveGroup{Master: g.Master, Viewers: g.Viewers, Capacity: v.Capacity, Stages: len(g.Stages)}
+	}
+	data, _ := json.Marshal(map[string]any{"groups": list})
+	return append(append([]byte("event: groups\ndata: "), data...), "\n\n"...)
 }
 
 // statusEvent tells the clients whether the live counts can be read.

@@ -453,3 +453,39 @@ func serverWithoutRedis(t *testing.T, tick time.Duration) *httptest.Server {
 	t.Cleanup(srv.Close)
 	return srv
 }
+
+// TestLiveGroups: clients without a filter get a groups event with every
+// group's distinct viewers and capacity, at once and whenever it changes.
+func TestLiveGroups(t *testing.T) {
+	h := newLiveHarness(t, api.LiveConfig{})
+	master, children := groupStages(2)
+	makeGroup(t, h.harness, master, children, 2)
+	c := openLive(t, h.srv.URL, "", "")
+	waitGroup := func(viewers float64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Until(deadline) > 0 {
+			ev := c.next(t, time.Until(deadline))
+			if ev.Event != "groups" {
+				continue
+			}
+			var body struct {
+				Groups []map[string]any `json:"groups"`
+			}
+			if err := json.Unmarshal([]byte(ev.Data), &body); err != nil {
+				t.Fatalf("groups event %q: %v", ev.Data, err)
+			}
+			if len(body.Groups) == 1 && body.Groups[0]["master_stage_arn"] == master && body.Groups[0]["viewers"] == viewers &&
+				body.Groups[0]["capacity"] == float64(4) && body.Groups[0]["stages"] == float64(2) {
+				return
+			}
+		}
+		t.Fatalf("no groups event with %v viewers", viewers)
+	}
+	waitGroup(0)
+	h.joinOn(master, "twice")
+	h.joinOn(children[0], "twice")
+	waitGroup(1)
+	h.joinOn(children[0], "other")
+	waitGroup(2)
+}

@@ -122,7 +122,31 @@ func (s *Stream) Regroup(ctx context.Context, c GroupChange) error {
 	if err != nil {
 		return fmt.Errorf("regroup %s: placement: %w", c.Stage, err)
 	}
+	if err := s.indexGroups(ctx, c.From, c.To); err != nil {
+		return fmt.Errorf("regroup %s: %w", c.Stage, err)
+	}
 	return s.RefreshPlacement(ctx)
+}
+
+// indexGroups keeps Keys.Groups: the group a stage joined is listed, the
+// one it left is no more once it is empty.
+func (s *Stream) indexGroups(ctx context.Context, from, to string) error {
+	index := s.parts[0].Groups()
+	if to != "" {
+		if err := s.rdb.SAdd(ctx, index, to).Err(); err != nil {
+			return fmt.Errorf("group index: %w", err)
+		}
+	}
+	if from != "" && from != to {
+		n, err := s.rdb.SCard(ctx, s.parts[PartitionOf(from, len(s.parts))].Group(from)).Result()
+		if err == nil && n == 0 {
+			err = s.rdb.SRem(ctx, index, from).Err()
+		}
+		if err != nil {
+			return fmt.Errorf("group index: %w", err)
+		}
+	}
+	return nil
 }
 
 func b2i(b bool) int {
@@ -297,6 +321,27 @@ func (s *Stream) GroupOf(ctx context.Context, master string) (GroupCount, error)
 	return s.Group(ctx, master, stages)
 }
 
+// Groups reads the live state of every group (Keys.Groups), by master.
+func (s *Stream) Groups(ctx context.Context) ([]GroupCount, error) {
+	masters, err := s.rdb.SMembers(ctx, s.parts[0].Groups()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("groups: %w", err)
+	}
+	slices.Sort(masters)
+	out := make([]GroupCount, 0, len(masters))
+	for _, m := range masters {
+		g, err := s.GroupOf(ctx, m)
+		if errors.Is(err, ErrGroupNotFound) {
+			continue // emptied since the index was read
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, g)
+	}
+	return out, nil
+}
+
 // Group reads the live state of master's group, stages, in one atomic
 // read of the master's partition.
 func (s *Stream) Group(ctx context.Context, master string, stages []string) (GroupCount, error) {
@@ -369,6 +414,22 @@ func (s *Stream) SyncGroups(ctx context.Context, groups map[string][]string) err
 			s.rdb.HDel(ctx, k.Moved(), st)
 		}
 		if err := s.rdb.SAdd(ctx, k.Group(master), members...).Err(); err != nil {
+			return fmt.Errorf("sync groups: %w", err)
+		}
+	}
+	index := s.parts[0].Groups()
+	listed, err := s.rdb.SMembers(ctx, index).Result()
+	if err != nil {
+		return fmt.Errorf("sync groups: %w", err)
+	}
+	for _, m := range listed {
+		if _, ok := groups[m]; !ok {
+			s.rdb.SRem(ctx, index, m)
+			s.rdb.Del(ctx, s.parts[PartitionOf(m, len(s.parts))].Group(m))
+		}
+	}
+	for m := range groups {
+		if err := s.rdb.SAdd(ctx, index, m).Err(); err != nil {
 			return fmt.Errorf("sync groups: %w", err)
 		}
 	}

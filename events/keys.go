@@ -54,6 +54,10 @@ func (k Keys) Projectors() string { return k.base + "projectors" }
 // master (Stream.KeysOf) reads it.
 func (k Keys) Placement() string { return k.base + "placement" }
 
+// Groups (partition 0 only) is the set of the masters of every group: the
+// index GET /v1/live reads the groups from.
+func (k Keys) Groups() string { return k.base + "groups" }
+
 // Moved is the hash stage ARN -> the partition it moved to when it joined
 // or left a group (placed by another ARN since): a join routed here by a
 // stale placement is refused and routed again.

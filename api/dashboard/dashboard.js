@@ -152,9 +152,30 @@
     }
   }
 
+  // A group's viewers are its distinct users (one on two of its stages
+  // counts once), its capacity the sum of its stages' max_viewers.
+  function renderGroups(groups) {
+    $("#groups-pane").hidden = groups.length === 0;
+    const rows = groups.map((g) => {
+      const tr = document.createElement("tr");
+      tr.dataset.group = g.master_stage_arn;
+      tr.innerHTML = '<td><span class="arn"></span><span class="muted"></span></td><td class="num count"></td><td class="num cap"></td>';
+      tr.querySelector(".arn").textContent = g.master_stage_arn;
+      tr.querySelector(".muted").textContent = ` ${g.stages} stage${g.stages === 1 ? "" : "s"}`;
+      tr.querySelector(".count").textContent = String(g.viewers);
+      tr.querySelector(".cap").textContent = g.capacity === null ? "no limit" : String(g.capacity);
+      return tr;
+    });
+    $("#groups tbody").replaceChildren(...rows);
+  }
+
   function onEvent(event, data) {
     if (event === "status") {
       setRedis(data.redis === "ok");
+      return;
+    }
+    if (event === "groups") {
+      renderGroups(data.groups);
       return;
     }
     if (event !== "counts") return;
