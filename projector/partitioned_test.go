@@ -153,7 +153,9 @@ func TestOracleOnRedisCluster(t *testing.T) {
 	var mu sync.Mutex
 	r := rand.New(rand.NewPCG(17, 17))
 	crashy := func(c *Config) {
+		mu.Lock()
 		c.BatchSize = 10 + r.IntN(40)
+		mu.Unlock()
 		c.BeforeApply = func([]string) error {
 			mu.Lock()
 			defer mu.Unlock()

@@ -68,16 +68,17 @@ func TestRunProjectsThenReplayMatches(t *testing.T) {
 		}
 		return n == 10, fmt.Sprintf("%d closed rows", n)
 	})
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var metrics bytes.Buffer
-	_, _ = metrics.ReadFrom(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(metrics.String(), "viewpulse_projector_events_projected_total 30") {
-		t.Errorf("metrics lack the projected count:\n%s", metrics.String())
-	}
+	// The rows are visible at the commit; the count follows the XACK.
+	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false, err.Error()
+		}
+		var metrics bytes.Buffer
+		_, _ = metrics.ReadFrom(resp.Body)
+		resp.Body.Close()
+		return strings.Contains(metrics.String(), "viewpulse_projector_events_projected_total 30"), "metrics lack the projected count 30"
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
