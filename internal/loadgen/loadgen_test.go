@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -253,6 +254,63 @@ func TestViewersVanish(t *testing.T) {
 	}
 }
 
+// TestViewersRealisticAudience: with LongTail, stays are log-normal around
+// the median Watch (half shorter, a tail of long ones); with Rejoin, that
+// fraction of viewers join again after their stay, forgetting the session.
+func TestViewersRealisticAudience(t *testing.T) {
+	const n = 4000
+	v, err := NewViewers(Target{Base: "http://x"}, ViewersConfig{
+		Viewers: n, ArrivalRate: 1000, Heartbeat: 30 * time.Second, Watch: 20 * time.Minute, LongTail: true,
+		Vanish: 0.2, Rejoin: 0.02, Stages: Stages(10), Run: "r", Seed: 3,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	joins := map[int]int{}
+	first, last := map[int]time.Duration{}, map[int]time.Duration{}
+	counts := map[string]int{}
+	for {
+		at, r, ok := v.Next()
+		if !ok {
+			break
+		}
+		counts[r.Kind]++
+		if _, seen := first[r.Viewer]; !seen {
+			first[r.Viewer] = at
+		}
+		if r.Kind == "join" {
+			joins[r.Viewer]++
+			if joins[r.Viewer] > 1 && strings.Contains(string(r.Body), "session") {
+				t.Fatalf("a rejoin carries a session: %s", r.Body)
+			}
+			v.Result(r, 200, []byte(`{"session_id":"S`+strconv.Itoa(r.Viewer)+`"}`))
+		}
+		if joins[r.Viewer] == 1 {
+			last[r.Viewer] = at
+		}
+	}
+	var stays []time.Duration
+	rejoined := 0
+	for viewer := range n {
+		stays = append(stays, last[viewer]-first[viewer])
+		if joins[viewer] > 1 {
+			rejoined++
+		}
+	}
+	slices.Sort(stays)
+	median, p95 := stays[n/2], stays[n*95/100]
+	// heartbeats every 30 s cut a stay to a whole number of intervals
+	if median < 17*time.Minute || median > 22*time.Minute || p95 < 60*time.Minute {
+		t.Errorf("stays: median %s (want ~20m), p95 %s (want a long tail, > 1h)", median, p95)
+	}
+	if rejoined < n*1/100 || rejoined > n*3/100 {
+		t.Errorf("%d of %d viewers joined again, want ~2%%", rejoined, n)
+	}
+	if f := float64(counts["leave"]) / float64(n+rejoined); f < 0.75 || f > 0.85 {
+		t.Errorf("leaves for %.2f of the stays, want ~0.8 (20%% vanish)", f)
+	}
+}
+
 func TestViewersConfigValidate(t *testing.T) {
 	good := ViewersConfig{Viewers: 1, ArrivalRate: 1, Heartbeat: time.Second, Watch: time.Second, Stages: Stages(1)}
 	if err := good.Validate(); err != nil {
@@ -264,6 +322,7 @@ func TestViewersConfigValidate(t *testing.T) {
 		"hb":      func(c *ViewersConfig) { c.Heartbeat = 0 },
 		"watch":   func(c *ViewersConfig) { c.Watch = 0 },
 		"vanish":  func(c *ViewersConfig) { c.Vanish = 1.5 },
+		"rejoin":  func(c *ViewersConfig) { c.Rejoin = -0.1 },
 		"stages":  func(c *ViewersConfig) { c.Stages = nil },
 	} {
 		c := good

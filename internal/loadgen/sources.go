@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -164,11 +165,19 @@ type ViewersConfig struct {
 	Viewers     int           // how many arrive in all
 	ArrivalRate float64       // viewers arriving per second
 	Heartbeat   time.Duration // between a viewer's heartbeats
-	Watch       time.Duration // mean time a viewer stays (uniform from half to 1.5 times)
-	Vanish      float64       // fraction who close the tab without a leave
-	Stages      []string      // viewers pick one with a Zipf skew: a few popular stages, a long tail
-	Run         string        // distinguishes this run's user IDs
-	Seed        uint64
+	Watch       time.Duration // mean time a viewer stays (uniform from half to 1.5 times), or the median with LongTail
+	// LongTail draws stays from a log-normal distribution of median Watch
+	// (σ = 1): most viewers stay a few minutes, a few for hours, as real
+	// audiences do (a mean of 1.65 × Watch).
+	LongTail bool
+	Vanish   float64 // fraction who close the tab without a leave
+	// Rejoin is the fraction of viewers who, when their stay ends (by a
+	// leave or by vanishing), join the same stage again 1-5 s later, as a
+	// page reload does, for a stay of their own.
+	Rejoin float64
+	Stages []string // viewers pick one with a Zipf skew: a few popular stages, a long tail
+	Run    string   // distinguishes this run's user IDs
+	Seed   uint64
 }
 
 // Validate reports the first out-of-range field.
@@ -184,6 +193,8 @@ func (c ViewersConfig) Validate() error {
 		return fmt.Errorf("watch time %s: want above 0", c.Watch)
 	case c.Vanish < 0 || c.Vanish > 1:
 		return fmt.Errorf("vanish fraction %g: want 0 to 1", c.Vanish)
+	case c.Rejoin < 0 || c.Rejoin > 1:
+		return fmt.Errorf("rejoin fraction %g: want 0 to 1", c.Rejoin)
 	case len(c.Stages) == 0:
 		return fmt.Errorf("no stages")
 	}
@@ -232,6 +243,7 @@ const (
 	slotJoin slot = iota
 	slotHeartbeat
 	slotLeave
+	slotRejoin // a reload: the old session, if any, is forgotten and a join sent
 )
 
 type event struct {
@@ -248,8 +260,7 @@ func (v *Viewers) Next() (time.Duration, Request, bool) {
 		var e event
 		switch {
 		case v.arrived < v.cfg.Viewers && (len(v.queue) == 0 || arrival <= v.queue[0].at):
-			watch := time.Duration(float64(v.cfg.Watch) * (0.5 + v.rng.Float64()))
-			e = event{at: arrival, viewer: v.arrived, slot: slotJoin, end: arrival + watch}
+			e = event{at: arrival, viewer: v.arrived, slot: slotJoin, end: arrival + v.stay()}
 			stage := 0
 			if v.zipf != nil {
 				stage = int(v.zipf.Uint64())
@@ -270,17 +281,31 @@ func (v *Viewers) Next() (time.Duration, Request, bool) {
 	}
 }
 
+// stay draws how long a viewer watches.
+func (v *Viewers) stay() time.Duration {
+	if v.cfg.LongTail {
+		return time.Duration(float64(v.cfg.Watch) * math.Exp(v.rng.NormFloat64()))
+	}
+	return time.Duration(float64(v.cfg.Watch) * (0.5 + v.rng.Float64()))
+}
+
 // plan queues the viewer's next step after e.
 func (v *Viewers) plan(e event) {
 	if e.slot == slotLeave {
 		return
 	}
 	next := e.at + v.cfg.Heartbeat
-	switch {
-	case next < e.end:
+	if next < e.end {
 		heap.Push(&v.queue, event{at: next, viewer: e.viewer, slot: slotHeartbeat, end: e.end})
-	case v.rng.Float64() >= v.cfg.Vanish:
+		return
+	}
+	// The stay ends: a leave, or nothing (vanished); then maybe a reload.
+	if v.rng.Float64() >= v.cfg.Vanish {
 		heap.Push(&v.queue, event{at: e.end, viewer: e.viewer, slot: slotLeave, end: e.end})
+	}
+	if v.cfg.Rejoin > 0 && v.rng.Float64() < v.cfg.Rejoin {
+		at := e.end + time.Second + time.Duration(v.rng.Int64N(int64(4*time.Second)))
+		heap.Push(&v.queue, event{at: at, viewer: e.viewer, slot: slotRejoin, end: at + v.stay()})
 	}
 }
 
@@ -289,6 +314,10 @@ func (v *Viewers) request(e event) (Request, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	st := &v.state[e.viewer]
+	if e.slot == slotRejoin {
+		st.session, st.joining = "", true // a reload forgets the tab's session
+		return v.target.Join(v.cfg.Stages[st.stage], UserID(v.cfg.Run, e.viewer), e.viewer), true
+	}
 	switch {
 	case st.joining:
 		return Request{}, false
