@@ -44,10 +44,11 @@ type WebhookDelivery struct {
 
 const enqueueSQL = `
 INSERT INTO webhook_deliveries (id, url, type, payload, created_at, next_attempt_at)
-SELECT $1, u, $2, $3::jsonb, $4, $4 FROM unnest($5::text[]) AS u
+SELECT $1, u, $2, $3::jsonb, $4, LEAST($4, now()) FROM unnest($5::text[]) AS u
 ON CONFLICT (id, url) DO NOTHING`
 
-// Enqueue adds one delivery of ev per URL in urls, due at once, in one
+// Enqueue adds one delivery of ev per URL in urls, due at once (at
+// ev.CreatedAt, or now when that is later), in one
 // statement (so all or none), and returns how many it added: an event whose
 // id is already enqueued for a URL is not enqueued for it twice. Errors:
 // the database's own (a payload that is not JSON among them).
