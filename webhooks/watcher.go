@@ -201,13 +201,8 @@ func (w *StageWatcher) transition(ctx context.Context, stage string, viewers int
 	if err := w.emit.Notify(ctx, ev); err != nil {
 		return fmt.Errorf("stage watcher: %s %s: %w", typ, stage, err)
 	}
-	if err := w.commit(ctx, stage, n); err != nil {
-		return err
-	}
-	if w.leader {
-		w.m.transitions.WithLabelValues(typ).Inc()
-	}
-	return nil
+	w.m.transitions.WithLabelValues(typ).Inc()
+	return w.commit(ctx, stage, n)
 }
 
 // commit stores transition n+1 of stage if this watcher holds the lease and
