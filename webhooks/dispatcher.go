@@ -183,11 +183,11 @@ func (d *Dispatcher) deliver(ctx context.Context, row store.WebhookDelivery) {
 	defer cancel()
 	log := d.log.With("event_id", row.ID, "type", row.Type, "host", host(row.URL), "attempt", row.Attempts)
 	if err == nil {
-		d.m.delivered.Inc()
 		if err := d.outbox.MarkDelivered(mctx, row, now); err != nil {
 			// delivered again after its lease: at-least-once
 			log.Error("webhook delivered but not marked", "err", err)
 		}
+		d.m.delivered.Inc() // after the mark, so that the count implies it
 		return
 	}
 	next := now.Add(d.backoff(row.Attempts))

@@ -259,6 +259,15 @@ func metric(t *testing.T, reg *prometheus.Registry, name string, labels ...strin
 	return 0
 }
 
+// waitMetric waits until metric (as metric reads it) is want.
+func waitMetric(t *testing.T, reg *prometheus.Registry, want float64, name string, labels ...string) {
+	t.Helper()
+	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
+		got := metric(t, reg, name, labels...)
+		return got == want, fmt.Sprintf("%s%v = %v, want %v", name, labels, got, want)
+	})
+}
+
 // notify queues an event of typ for urls and returns its id.
 func notify(t *testing.T, emit *webhooks.Emitter, typ string, data any) string {
 	t.Helper()
