@@ -29,7 +29,8 @@ type DispatcherConfig struct {
 	// Lease is how long a claimed delivery is hidden from other claims: a
 	// dispatcher that dies mid-delivery leaves it to be retried this long
 	// after its claim. It must exceed Timeout, or a slow attempt could be
-	// claimed a second time while in flight; default Timeout + 20s.
+	// claimed a second time while in flight: default Timeout + 20s, and
+	// never less than Timeout + 5s.
 	Lease time.Duration
 	// Poll is how often the outbox is looked at when nothing is in flight.
 	// Default 1s.
@@ -61,6 +62,8 @@ func (c DispatcherConfig) withDefaults() DispatcherConfig {
 	}
 	def(&c.Timeout, 10*time.Second)
 	def(&c.Lease, c.Timeout+20*time.Second)
+	// an attempt lasts up to Timeout and its record a few seconds more
+	c.Lease = max(c.Lease, c.Timeout+5*time.Second)
 	def(&c.Poll, time.Second)
 	def(&c.BackoffBase, 5*time.Second)
 	def(&c.BackoffMax, time.Hour)

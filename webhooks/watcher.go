@@ -177,9 +177,6 @@ func (w *StageWatcher) Step(ctx context.Context) error {
 	return nil
 }
 
-// Leader reports whether this watcher held the lease at its last step.
-func (w *StageWatcher) Leader() bool { return w.leader }
-
 // TransitionID is the id of stage's n-th transition in epoch: "evt_" and 26
 // base32 characters of SHA-256 of the three, the same for every watcher.
 func TransitionID(epoch, stage string, n int64) string {
