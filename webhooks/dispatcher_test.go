@@ -66,8 +66,8 @@ func TestDeliveryIsSignedAndVerified(t *testing.T) {
 	if want := openssl(t, secret, ts+"."+string(body)); v1 != want {
 		t.Fatalf("v1 = %s, openssl says %s (header %q)", v1, want, sig)
 	}
-	waitMetric(t, reg, 1, "viewpulse_webhook_deliveries_total", "result=delivered")
-	if n := metric(t, reg, "viewpulse_webhook_delivery_seconds"); n != 1 {
+	waitMetric(t, reg, 1, "viewpulse_webhook_deliveries_total", "result", "delivered")
+	if n := testutil.Metric(t, reg, "viewpulse_webhook_delivery_seconds"); n != 1 {
 		t.Fatalf("delivery_seconds count = %v", n)
 	}
 }
@@ -119,8 +119,8 @@ func TestFailingReceiverGetsTheEventOnceMore(t *testing.T) {
 		t.Fatalf("attempts %d, delivered %d, header ids %v; want 3, 1, %s three times", attempts, delivered, ids, id)
 	}
 	// the dispatcher records a delivery once it has read the answer
-	waitMetric(t, reg, 2, "viewpulse_webhook_deliveries_total", "result=delivered")
-	if f := metric(t, reg, "viewpulse_webhook_deliveries_total", "result=failed"); f != 2 {
+	waitMetric(t, reg, 2, "viewpulse_webhook_deliveries_total", "result", "delivered")
+	if f := testutil.Metric(t, reg, "viewpulse_webhook_deliveries_total", "result", "failed"); f != 2 {
 		t.Fatalf("failed %v, want 2", f)
 	}
 	rows, err := outbox.Deliveries(context.Background(), id)
@@ -154,7 +154,7 @@ func TestReceiverDownLosesNothing(t *testing.T) {
 		return true, ""
 	})
 	// a row is claimed again only once its failure is recorded
-	if f := metric(t, reg, "viewpulse_webhook_deliveries_total", "result=failed"); f < events {
+	if f := testutil.Metric(t, reg, "viewpulse_webhook_deliveries_total", "result", "failed"); f < events {
 		t.Fatalf("failed = %v, want at least %d", f, events)
 	}
 	recv.start()
@@ -170,7 +170,7 @@ func TestReceiverDownLosesNothing(t *testing.T) {
 			t.Errorf("%s: %d requests, %d delivered after the endpoint came back; want 1, 1", id, recv.attempts[id], recv.delivered[id])
 		}
 	}
-	if g := metric(t, reg, "viewpulse_webhook_deliveries_total", "result=given_up"); g != 0 {
+	if g := testutil.Metric(t, reg, "viewpulse_webhook_deliveries_total", "result", "given_up"); g != 0 {
 		t.Fatalf("given up %v", g)
 	}
 }
@@ -194,8 +194,8 @@ func TestTwoDispatchersNeverDeliverARowTwice(t *testing.T) {
 	// the dispatchers count a delivery once its answer is read
 	var a, b float64
 	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
-		a = metric(t, regA, "viewpulse_webhook_deliveries_total", "result=delivered")
-		b = metric(t, regB, "viewpulse_webhook_deliveries_total", "result=delivered")
+		a = testutil.Metric(t, regA, "viewpulse_webhook_deliveries_total", "result", "delivered")
+		b = testutil.Metric(t, regB, "viewpulse_webhook_deliveries_total", "result", "delivered")
 		return a+b >= events, fmt.Sprintf("delivered by A %v, by B %v: %s", a, b, recv.summary())
 	})
 	recv.mu.Lock()
@@ -233,7 +233,7 @@ func TestGivesUpAfterTheDeadline(t *testing.T) {
 	emit := webhooks.NewEmitter(outbox, []string{recv.URL()})
 	id := notify(t, emit, webhooks.StageLive, webhooks.StageData{StageARN: "arn:aws:ivs:us-east-1:1:stage/a", Viewers: 1})
 	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
-		n := metric(t, reg, "viewpulse_webhook_deliveries_total", "result=given_up")
+		n := testutil.Metric(t, reg, "viewpulse_webhook_deliveries_total", "result", "given_up")
 		return n == 1, fmt.Sprintf("given_up = %v, %s", n, recv.summary())
 	})
 	rows, err := outbox.Deliveries(context.Background(), id)
@@ -249,7 +249,7 @@ func TestGivesUpAfterTheDeadline(t *testing.T) {
 	if attempts < 3 || attempts != rows[0].Attempts {
 		t.Fatalf("endpoint saw %d attempts, the row counts %d; want at least 3, equal", attempts, rows[0].Attempts)
 	}
-	if f := metric(t, reg, "viewpulse_webhook_deliveries_total", "result=failed"); int(f) != attempts-1 {
+	if f := testutil.Metric(t, reg, "viewpulse_webhook_deliveries_total", "result", "failed"); int(f) != attempts-1 {
 		t.Fatalf("failed = %v, want %d (the last is given_up)", f, attempts-1)
 	}
 	if due, _ := outbox.Due(context.Background(), time.Now().Add(time.Hour)); due != 0 {

@@ -221,49 +221,11 @@ func (r *receiver) byType(typ string) map[string]webhooks.Event {
 	return out
 }
 
-// metric returns the value of a counter or gauge of reg (the count of a
-// histogram) whose labels include labels ("k=v").
-func metric(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range f.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for _, kv := range labels {
-				k, v, _ := strings.Cut(kv, "=")
-				if have[k] != v {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				return m.GetGauge().GetValue()
-			case m.Histogram != nil:
-				return float64(m.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	t.Fatalf("metric %s%v not found", name, labels)
-	return 0
-}
-
-// waitMetric waits until metric (as metric reads it) is want.
+// waitMetric waits until metric name (labels as in testutil.Metric) is want.
 func waitMetric(t *testing.T, reg *prometheus.Registry, want float64, name string, labels ...string) {
 	t.Helper()
 	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
-		got := metric(t, reg, name, labels...)
+		got := testutil.Metric(t, reg, name, labels...)
 		return got == want, fmt.Sprintf("%s%v = %v, want %v", name, labels, got, want)
 	})
 }

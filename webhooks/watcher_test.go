@@ -120,10 +120,10 @@ func TestStageWatcherSendsLiveAndEmptyOnce(t *testing.T) {
 	if n := len(r.events(webhooks.StageLive, stageA)) + len(r.events(webhooks.StageEmpty, stageA)); n != 2 {
 		t.Fatalf("%d events of stage A, want 2", n)
 	}
-	leaders := metric(t, regA, "viewpulse_webhook_watcher_leader") + metric(t, regB, "viewpulse_webhook_watcher_leader")
+	leaders := testutil.Metric(t, regA, "viewpulse_webhook_watcher_leader") + testutil.Metric(t, regB, "viewpulse_webhook_watcher_leader")
 	sent := func(reg *prometheus.Registry) float64 {
-		return metric(t, reg, "viewpulse_webhook_stage_transitions_total", "type=stage.live") +
-			metric(t, reg, "viewpulse_webhook_stage_transitions_total", "type=stage.empty")
+		return testutil.Metric(t, reg, "viewpulse_webhook_stage_transitions_total", "type", "stage.live") +
+			testutil.Metric(t, reg, "viewpulse_webhook_stage_transitions_total", "type", "stage.empty")
 	}
 	a, b := sent(regA), sent(regB)
 	if leaders != 1 || a+b != 3 || (a != 0 && b != 0) {
@@ -140,13 +140,13 @@ func TestStageWatcherTakeoverSendsNothingTwice(t *testing.T) {
 	regA, stopA := r.watcher("a")
 	s1 := r.join(stageA, "u1")
 	r.waitEvents(webhooks.StageLive, stageA, 1)
-	if metric(t, regA, "viewpulse_webhook_watcher_leader") != 1 {
+	if testutil.Metric(t, regA, "viewpulse_webhook_watcher_leader") != 1 {
 		t.Fatal("a is not the leader")
 	}
 	stopA()
 	regB, _ := r.watcher("b")
 	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
-		return metric(t, regB, "viewpulse_webhook_watcher_leader") == 1, "b did not take the lease"
+		return testutil.Metric(t, regB, "viewpulse_webhook_watcher_leader") == 1, "b did not take the lease"
 	})
 	r.leave(s1)
 	r.join(stageB, "u2")
@@ -155,8 +155,8 @@ func TestStageWatcherTakeoverSendsNothingTwice(t *testing.T) {
 	if n := len(r.events(webhooks.StageLive, stageA)); n != 1 {
 		t.Fatalf("%d stage.live of A after the takeover, want 1", n)
 	}
-	if live, empty := metric(t, regB, "viewpulse_webhook_stage_transitions_total", "type=stage.live"),
-		metric(t, regB, "viewpulse_webhook_stage_transitions_total", "type=stage.empty"); live != 1 || empty != 1 {
+	if live, empty := testutil.Metric(t, regB, "viewpulse_webhook_stage_transitions_total", "type", "stage.live"),
+		testutil.Metric(t, regB, "viewpulse_webhook_stage_transitions_total", "type", "stage.empty"); live != 1 || empty != 1 {
 		t.Fatalf("b sent %v live, %v empty; want 1 (B), 1 (A)", live, empty)
 	}
 }
@@ -191,7 +191,7 @@ func TestStageWatcherCommitsTransitionQueuedByDeadWatcher(t *testing.T) {
 	if a, c := len(r.events(webhooks.StageLive, stageA)), len(r.events(webhooks.StageLive, stageC)); a != 1 || c != 1 {
 		t.Fatalf("stage.live of A %d, of C %d; want 1, 1", a, c)
 	}
-	if live := metric(t, reg, "viewpulse_webhook_stage_transitions_total", "type=stage.live"); live != 1 {
+	if live := testutil.Metric(t, reg, "viewpulse_webhook_stage_transitions_total", "type", "stage.live"); live != 1 {
 		t.Fatalf("the watcher sent %v stage.live, want 1 (B)", live)
 	}
 	n, err := rdb.HGetAll(context.Background(), webhooks.KeyTransitions(r.prefix)).Result()
