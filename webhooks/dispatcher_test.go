@@ -256,3 +256,30 @@ func TestGivesUpAfterTheDeadline(t *testing.T) {
 		t.Fatalf("a given-up delivery is still due")
 	}
 }
+
+// TestDeliveryClaimedByADeadDispatcherIsRetried: a row claimed by a
+// dispatcher that died before sending it is sent by another once the claim's
+// lease has run out, as its second attempt.
+func TestDeliveryClaimedByADeadDispatcherIsRetried(t *testing.T) {
+	t.Parallel()
+	outbox := newOutbox(t)
+	recv := newReceiver(t, nil)
+	emit := webhooks.NewEmitter(outbox, []string{recv.URL()})
+	id := notify(t, emit, webhooks.StageLive, webhooks.StageData{StageARN: "arn:aws:ivs:us-east-1:1:stage/a", Viewers: 1})
+	// the dead dispatcher's claim
+	claimed, err := outbox.ClaimDue(context.Background(), time.Now(), 10, 300*time.Millisecond)
+	if err != nil || len(claimed) != 1 || claimed[0].ID != id {
+		t.Fatalf("claim = %+v, %v", claimed, err)
+	}
+	startDispatcher(t, outbox, fastDispatch())
+	recv.waitFor(id)
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
+		rows, err := outbox.Deliveries(context.Background(), id)
+		return err == nil && len(rows) == 1 && !rows[0].DeliveredAt.IsZero() && rows[0].Attempts == 2, fmt.Sprintf("%+v %v", rows, err)
+	})
+	recv.mu.Lock()
+	defer recv.mu.Unlock()
+	if recv.attempts[id] != 1 {
+		t.Fatalf("requests %d, want 1", recv.attempts[id])
+	}
+}

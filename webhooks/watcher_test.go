@@ -199,3 +199,19 @@ func TestStageWatcherCommitsTransitionQueuedByDeadWatcher(t *testing.T) {
 		t.Fatalf("transitions = %v, %v", n, err)
 	}
 }
+
+// TestStageWatcherSendsEmptyWhenAStageIsNoLongerListed: a live stage that
+// disappears from the live state (its keys lost) gets stage.empty.
+func TestStageWatcherSendsEmptyWhenAStageIsNoLongerListed(t *testing.T) {
+	t.Parallel()
+	r := newWatchRig(t)
+	r.watcher("a")
+	r.join(stageA, "u1")
+	r.waitEvents(webhooks.StageLive, stageA, 1)
+	if err := r.stream.Client().ZRem(context.Background(), r.stream.KeysOf(stageA).Stages(), stageA).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if empty := r.waitEvents(webhooks.StageEmpty, stageA, 1); empty[0].Viewers != 0 {
+		t.Fatalf("stage.empty data = %+v", empty[0])
+	}
+}
