@@ -194,7 +194,7 @@ func (w *StageWatcher) transition(ctx context.Context, stage string, viewers int
 		typ = StageEmpty
 	}
 	ev := Event{ID: TransitionID(w.epoch, stage, n+1), Type: typ, At: now,
-		Data: StageData{StageARN: stage, Viewers: viewers, At: now.UTC()}}
+		Data: StageData{StageARN: stage, Viewers: viewers, At: now.UTC().Truncate(time.Millisecond)}}
 	if err := w.emit.Notify(ctx, ev); err != nil {
 		return fmt.Errorf("stage watcher: %s %s: %w", typ, stage, err)
 	}
