@@ -1,6 +1,8 @@
 // Command snapshotter sweeps silent viewers out of the live state, writes one
 // count row per active stage at every snapshot boundary and applies
-// retention. Any number may run against one deployment. It is configured by
+// retention; with WEBHOOK_URLS it also sends stage.live / stage.empty
+// webhooks and delivers the webhook outbox. Any number may run against one
+// deployment. It is configured by
 // environment variables only (see DESIGN.md, Configuration).
 package main
 
