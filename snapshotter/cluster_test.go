@@ -90,7 +90,7 @@ func TestTwoSnapshottersOnAClusterOfTwelvePartitions(t *testing.T) {
 			t.Errorf("present session %s was timed out", sid)
 		}
 	}
-	total := value(t, regA, "viewpulse_snapshotter_timeouts_total") + value(t, regB, "viewpulse_snapshotter_timeouts_total")
+	total := testutil.Metric(t, regA, "viewpulse_snapshotter_timeouts_total") + testutil.Metric(t, regB, "viewpulse_snapshotter_timeouts_total")
 	if len(got) != len(silent) || total != float64(len(silent)) {
 		t.Fatalf("timed-out sessions = %d, counted by the sweepers = %v, want %d", len(got), total, len(silent))
 	}

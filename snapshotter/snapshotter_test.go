@@ -210,7 +210,7 @@ func TestSilentViewerTimedOutOnceAtLastHeartbeat(t *testing.T) {
 	if n := e.count(t, stageA); n != 0 {
 		t.Fatalf("count = %d", n)
 	}
-	if n := value(t, reg, "viewpulse_snapshotter_timeouts_total"); n != 1 {
+	if n := testutil.Metric(t, reg, "viewpulse_snapshotter_timeouts_total"); n != 1 {
 		t.Fatalf("timeouts metric = %v", n)
 	}
 }
@@ -247,7 +247,7 @@ func TestTwoSweepersRacingEmitOneTimeoutPerSession(t *testing.T) {
 			t.Errorf("session %s: %d timeout events, want 1", sid, len(got[sid]))
 		}
 	}
-	total := value(t, regA, "viewpulse_snapshotter_timeouts_total") + value(t, regB, "viewpulse_snapshotter_timeouts_total")
+	total := testutil.Metric(t, regA, "viewpulse_snapshotter_timeouts_total") + testutil.Metric(t, regB, "viewpulse_snapshotter_timeouts_total")
 	if len(got) != viewers || total != viewers {
 		t.Fatalf("timed-out sessions = %d, counted by the sweepers = %v, want %d", len(got), total, viewers)
 	}
@@ -482,7 +482,7 @@ VALUES ($1, 'u', $2, $3, $4, $5, CASE WHEN $5::timestamptz IS NULL THEN NULL ELS
 	}
 	deleted := func(reg *prometheus.Registry, table string) float64 {
 		t.Helper()
-		return value(t, reg, "viewpulse_snapshotter_deleted_rows_total", "table", table)
+		return testutil.Metric(t, reg, "viewpulse_snapshotter_deleted_rows_total", "table", table)
 	}
 	if d := deleted(regKeep, "viewer_stats_snapshots") + deleted(regPrune, "viewer_stats_snapshots"); d != 2 {
 		t.Fatalf("snapshot rows deleted = %v", d)
@@ -554,36 +554,4 @@ func TestBoundaryAlignsToEpoch(t *testing.T) {
 			t.Errorf("Boundary(%v, %v) = %v, want %v", tc.at, tc.interval, got, tc.want)
 		}
 	}
-}
-
-// value returns the value of the counter or gauge name in reg whose labels
-// include labels (name, value pairs), or 0 when there is none.
-func value(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range f.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for i := 0; i+1 < len(labels); i += 2 {
-				if have[labels[i]] != labels[i+1] {
-					continue metrics
-				}
-			}
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	return 0
 }

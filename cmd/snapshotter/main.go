@@ -1,6 +1,8 @@
 // Command snapshotter sweeps silent viewers out of the live state, writes one
 // count row per active stage at every snapshot boundary and applies
-// retention. Any number may run against one deployment. It is configured by
+// retention; with WEBHOOK_URLS it also sends stage.live / stage.empty
+// webhooks and delivers the webhook outbox. Any number may run against one
+// deployment. It is configured by
 // environment variables only (see DESIGN.md, Configuration).
 package main
 
@@ -11,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 	"github.com/viewpulse/viewpulse/internal/ops"
 	"github.com/viewpulse/viewpulse/snapshotter"
 	"github.com/viewpulse/viewpulse/store"
+	"github.com/viewpulse/viewpulse/webhooks"
 )
 
 // shutdownTimeout bounds how long the process drains after a signal.
@@ -38,6 +42,7 @@ type settings struct {
 	databaseURL string
 	metricsAddr string
 	snap        snapshotter.Config
+	hooks       webhooks.Config
 }
 
 // readSettings reads every variable and reports every invalid one by name.
@@ -52,7 +57,31 @@ func readSettings(getenv func(string) string, stdout io.Writer) (settings, *conf
 		SnapshotRetention: env.Duration("SNAPSHOT_RETENTION", 2160*time.Hour),
 		SessionRetention:  sessionRetention(env),
 	}
+	s.hooks = readWebhooks(env)
 	return s, env, env.Err()
+}
+
+// readWebhooks reads WEBHOOK_URLS, WEBHOOK_SECRET (required with URLs),
+// GROUP_SCALE_UP_AT and GROUP_ALERT_EVERY.
+func readWebhooks(env *config.Env) webhooks.Config {
+	raw := env.String("WEBHOOK_URLS", "")
+	urls, err := webhooks.ParseURLs(raw)
+	if err != nil {
+		env.Fail("WEBHOOK_URLS", "comma-separated absolute http:// or https:// URLs", raw)
+	}
+	c := webhooks.Config{URLs: urls, Secret: env.String("WEBHOOK_SECRET", "")}
+	if len(urls) > 0 && len(c.Secret) < webhooks.MinSecretLen {
+		env.Fail("WEBHOOK_SECRET", fmt.Sprintf("a secret of at least %d bytes when WEBHOOK_URLS is set", webhooks.MinSecretLen), c.Secret)
+	}
+	rawAt := env.String("GROUP_SCALE_UP_AT", "0.8")
+	at, err := strconv.ParseFloat(rawAt, 64)
+	if err != nil || !(at > 0 && at <= 1) {
+		env.Fail("GROUP_SCALE_UP_AT", "a share of capacity above 0 and at most 1, such as 0.8", rawAt)
+		at = 0.8
+	}
+	c.ScaleUpAt = at
+	c.AlertEvery = env.Duration("GROUP_ALERT_EVERY", 5*time.Minute)
+	return c
 }
 
 // sessionRetention reads SESSION_RETENTION; "keep" (the default) is 0.
@@ -119,6 +148,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return nil
 	})
 	p.Go(snap.Run)
+	if len(cfg.hooks.URLs) > 0 {
+		// The group detector (issue 13) will run here too, with cfg.hooks'
+		// ScaleUpAt and AlertEvery, sending through emit.
+		outbox := db.Outbox()
+		emit := webhooks.NewEmitter(outbox, cfg.hooks.URLs)
+		disp := webhooks.NewDispatcher(outbox, webhooks.DispatcherConfig{Secret: cfg.hooks.Secret}, log, reg)
+		watcher := webhooks.NewStageWatcher(stream, emit, webhooks.WatcherConfig{}, log, reg)
+		p.Go(disp.Run)
+		p.Go(watcher.Run)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- p.Wait() }()
 

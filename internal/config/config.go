@@ -115,7 +115,8 @@ func (e *Env) LogAttrs() []any {
 	return out
 }
 
-// mask hides passwords inside URLs and whole values of secret-looking names.
+// mask hides passwords inside URLs (also in comma-separated lists of them)
+// and whole values of secret-looking names.
 func mask(name, value string) string {
 	upper := strings.ToUpper(name)
 	if value == "" {
@@ -128,11 +129,24 @@ func mask(name, value string) string {
 		return "***"
 	}
 	if strings.HasSuffix(upper, "_URL") {
-		if u, err := url.Parse(value); err == nil && u.User != nil {
-			if _, ok := u.User.Password(); ok {
-				u.User = url.UserPassword(u.User.Username(), "xxx")
-				return strings.Replace(u.String(), "xxx", "***", 1)
-			}
+		return maskURL(value)
+	}
+	if strings.HasSuffix(upper, "_URLS") { // comma-separated (WEBHOOK_URLS)
+		parts := strings.Split(value, ",")
+		for i, p := range parts {
+			parts[i] = maskURL(p)
+		}
+		return strings.Join(parts, ",")
+	}
+	return value
+}
+
+// maskURL hides the password of a URL's user information.
+func maskURL(value string) string {
+	if u, err := url.Parse(strings.TrimSpace(value)); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxx")
+			return strings.Replace(u.String(), "xxx", "***", 1)
 		}
 	}
 	return value

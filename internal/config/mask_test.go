@@ -26,3 +26,12 @@ func TestPublicKeyPathsShown(t *testing.T) {
 		}
 	}
 }
+
+// TestURLListPasswordsMasked: each URL of a comma-separated list (WEBHOOK_URLS)
+// has its password masked; the rest is shown.
+func TestURLListPasswordsMasked(t *testing.T) {
+	got := mask("WEBHOOK_URLS", "https://hooks.example.com/a,https://bob:hunter2@example.org/b")
+	if want := "https://hooks.example.com/a,https://bob:***@example.org/b"; got != want {
+		t.Fatalf("mask = %q, want %q", got, want)
+	}
+}
