@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/viewpulse/viewpulse/events"
+	"github.com/viewpulse/viewpulse/internal/lease"
 	"github.com/viewpulse/viewpulse/store"
 )
 
@@ -152,7 +153,7 @@ func (f *Partitioned) tick(ctx context.Context, drain time.Duration) {
 	for p, w := range f.owned {
 		// A projector being stopped keeps its lease while it commits its
 		// last batch; it gives the lease back when it ends.
-		ok, err := renewScript.Run(ctx, f.rdb, []string{f.keys(p).Lease()}, f.cfg.Consumer, f.lease.TTL.Milliseconds()).Bool()
+		ok, err := lease.Renew(ctx, f.rdb, f.keys(p).Lease(), f.cfg.Consumer, f.lease.TTL)
 		switch {
 		case w.stopping:
 		case err == nil && ok:
@@ -187,7 +188,7 @@ func (f *Partitioned) tick(ctx context.Context, drain time.Duration) {
 			if _, ok := f.owned[p]; ok {
 				continue
 			}
-			got, err := f.rdb.SetNX(ctx, f.keys(p).Lease(), f.cfg.Consumer, f.lease.TTL).Result()
+			got, err := lease.Acquire(ctx, f.rdb, f.keys(p).Lease(), f.cfg.Consumer, f.lease.TTL)
 			if err != nil {
 				f.log.Warn("partition lease", "partition", p, "error", err)
 				break
@@ -249,7 +250,7 @@ func (f *Partitioned) start(ctx context.Context, p int, now time.Time, drain tim
 func (f *Partitioned) ended(p int, keys events.Keys) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := releaseScript.Run(ctx, f.rdb, []string{keys.Lease()}, f.cfg.Consumer).Err(); err != nil {
+	if err := lease.Release(ctx, f.rdb, keys.Lease(), f.cfg.Consumer); err != nil {
 		f.log.Warn("giving the partition lease back failed; it expires by itself", "partition", p, "error", err)
 	}
 	f.mu.Lock()
@@ -259,19 +260,3 @@ func (f *Partitioned) ended(p int, keys events.Keys) {
 }
 
 func (f *Partitioned) keys(p int) events.Keys { return events.PartitionKeys(f.prefix, p) }
-
-// renewScript extends KEYS[1]'s lease by ARGV[2] ms if ARGV[1] holds it.
-var renewScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-`)
-
-// releaseScript deletes KEYS[1]'s lease if ARGV[1] holds it.
-var releaseScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-`)

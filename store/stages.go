@@ -12,10 +12,10 @@ import (
 
 // Stage is the configuration of one stage.
 type Stage struct {
-	StageARN   string    `json:"stage_arn"`
-	StageName  *string   `json:"stage_name"`
-	IsMaster   bool      `json:"is_master"`
-	MaxViewers *int      `json:"max_viewers"` // nil: no limit
+	StageARN   string  `json:"stage_arn"`
+	StageName  *string `json:"stage_name"`
+	IsMaster   bool    `json:"is_master"`
+	MaxViewers *int    `json:"max_viewers"` // nil: no limit
 	// MasterStageARN names the master of the stage's group; nil for a
 	// master or a stage alone.
 	MasterStageARN *string   `json:"master_stage_arn"`

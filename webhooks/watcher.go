@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/viewpulse/viewpulse/events"
+	"github.com/viewpulse/viewpulse/internal/lease"
 )
 
 // WatcherConfig tunes a StageWatcher; zero values take the defaults.
@@ -278,7 +279,7 @@ func (w *StageWatcher) load(ctx context.Context) error {
 func (w *StageWatcher) lead(ctx context.Context) error {
 	now := time.Now()
 	if w.leader {
-		ok, err := renewScript.Run(ctx, w.rdb, w.keys[:1], w.cfg.Name, w.cfg.LeaseTTL.Milliseconds()).Bool()
+		ok, err := lease.Renew(ctx, w.rdb, w.keys[0], w.cfg.Name, w.cfg.LeaseTTL)
 		switch {
 		case err == nil && ok:
 			w.renewed = now
@@ -290,7 +291,7 @@ func (w *StageWatcher) lead(ctx context.Context) error {
 		}
 		return nil
 	}
-	got, err := w.rdb.SetNX(ctx, w.keys[0], w.cfg.Name, w.cfg.LeaseTTL).Result()
+	got, err := lease.Acquire(ctx, w.rdb, w.keys[0], w.cfg.Name, w.cfg.LeaseTTL)
 	if err != nil {
 		return fmt.Errorf("stage watcher: lease: %w", err)
 	}
@@ -317,7 +318,7 @@ func (w *StageWatcher) release() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := releaseScript.Run(ctx, w.rdb, w.keys[:1], w.cfg.Name).Err(); err != nil {
+	if err := lease.Release(ctx, w.rdb, w.keys[0], w.cfg.Name); err != nil {
 		w.log.Warn("giving the stage watcher lease back failed; it expires by itself", "err", err)
 	}
 	w.leader, w.counts = false, nil
@@ -337,22 +338,6 @@ if n ~= ARGV[3] then
 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
 return 1
-`)
-
-// renewScript extends KEYS[1]'s lease by ARGV[2] ms if ARGV[1] holds it.
-var renewScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-`)
-
-// releaseScript deletes KEYS[1]'s lease if ARGV[1] holds it.
-var releaseScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
 `)
 
 func randomHex(n int) string {
