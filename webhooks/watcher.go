@@ -30,6 +30,9 @@ type WatcherConfig struct {
 	LeaseTTL time.Duration
 	// Name is this watcher's name in the lease; default host-pid-random.
 	Name string
+	// Groups, when set, is stepped after the stages on every step of the
+	// active watcher (the group events).
+	Groups *GroupDetector
 }
 
 // StageWatcher sends stage.live when a stage goes from no viewer (or not
@@ -175,6 +178,9 @@ func (w *StageWatcher) Step(ctx context.Context) error {
 			return nil
 		}
 	}
+	if w.cfg.Groups != nil {
+		return w.cfg.Groups.Step(ctx, w.epoch, now)
+	}
 	return nil
 }
 
@@ -309,6 +315,9 @@ func (w *StageWatcher) lost() {
 	}
 	w.leader, w.counts = false, nil
 	w.m.leader.Set(0)
+	if w.cfg.Groups != nil {
+		w.cfg.Groups.Reset()
+	}
 }
 
 // release gives the lease back if this watcher holds it.

@@ -149,12 +149,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	})
 	p.Go(snap.Run)
 	if len(cfg.hooks.URLs) > 0 {
-		// The group detector (issue 13) will run here too, with cfg.hooks'
-		// ScaleUpAt and AlertEvery, sending through emit.
 		outbox := db.Outbox()
 		emit := webhooks.NewEmitter(outbox, cfg.hooks.URLs)
 		disp := webhooks.NewDispatcher(outbox, webhooks.DispatcherConfig{Secret: cfg.hooks.Secret}, log, reg)
-		watcher := webhooks.NewStageWatcher(stream, emit, webhooks.WatcherConfig{}, log, reg)
+		watcher := webhooks.NewStageWatcher(stream, emit,
+			webhooks.WatcherConfig{Groups: webhooks.NewGroupDetector(stream, emit, cfg.hooks)}, log, reg)
 		p.Go(disp.Run)
 		p.Go(watcher.Run)
 	}
