@@ -11,6 +11,7 @@ import (
 	"github.com/viewpulse/viewpulse/api"
 	"github.com/viewpulse/viewpulse/events"
 	"github.com/viewpulse/viewpulse/internal/ops"
+	"github.com/viewpulse/viewpulse/internal/testutil"
 )
 
 func newSkipHarness(t *testing.T) (*harness, *prometheus.Registry) {
@@ -53,7 +54,7 @@ func TestHeartbeatLoopRunsOneStepPerHalfInterval(t *testing.T) {
 	if len(steps) != 3 || steps[0] != 15 || steps[1] != 30 || steps[2] != 45 {
 		t.Fatalf("heartbeat steps at %v s after the join, want [15 30 45]", steps)
 	}
-	if got := metricValue(t, reg, "viewpulse_heartbeats_skipped_total"); got != 57 {
+	if got := testutil.Metric(t, reg, "viewpulse_heartbeats_skipped_total"); got != 57 {
 		t.Fatalf("skipped = %v, want 57", got)
 	}
 	seen, err := h.rdb.ZScore(context.Background(), h.stream.Keys().Present(stage), "alice").Result()
@@ -82,7 +83,7 @@ func TestHeartbeatAfterLeaveIs404(t *testing.T) {
 // passed twice, then dropped.
 func TestHeartbeatSkipHoldsOnlyRealSessions(t *testing.T) {
 	h, reg := newSkipHarness(t)
-	held := func() float64 { return metricValue(t, reg, "viewpulse_heartbeat_skip_sessions") }
+	held := func() float64 { return testutil.Metric(t, reg, "viewpulse_heartbeat_skip_sessions") }
 	invented := ulid.Make().String()
 	for i := range 3 {
 		if a := h.heartbeat(invented); a.status != 404 {

@@ -77,7 +77,7 @@ func TestJoinRatePerUser(t *testing.T) {
 	if a.status != 400 || a.code() != "invalid_stage_arn" {
 		t.Fatalf("bad input of a limited user: %d %v, want 400 first", a.status, a.body)
 	}
-	if got := metricValue(t, reg, "viewpulse_ratelimit_rejected_total", "scope", "join_user"); got != 2 {
+	if got := testutil.Metric(t, reg, "viewpulse_ratelimit_rejected_total", "scope", "join_user"); got != 2 {
 		t.Fatalf("rejected{join_user} = %v, want 2", got)
 	}
 }
@@ -96,7 +96,7 @@ func TestJoinRatePerIP(t *testing.T) {
 	if a := h.joinFrom("198.51.100.8", "u3"); a.status != 200 {
 		t.Fatalf("another address: %d %v", a.status, a.body)
 	}
-	if got := metricValue(t, reg, "viewpulse_ratelimit_rejected_total", "scope", "join_ip"); got != 1 {
+	if got := testutil.Metric(t, reg, "viewpulse_ratelimit_rejected_total", "scope", "join_ip"); got != 1 {
 		t.Fatalf("rejected{join_ip} = %v, want 1", got)
 	}
 }
@@ -133,7 +133,7 @@ func TestLimiterFailsOpen(t *testing.T) {
 			t.Fatalf("join %d with the limiter down: %d %v", i, a.status, a.body)
 		}
 	}
-	if got := metricValue(t, reg, "viewpulse_ratelimit_errors_total"); got != 3 {
+	if got := testutil.Metric(t, reg, "viewpulse_ratelimit_errors_total"); got != 3 {
 		t.Fatalf("ratelimit errors = %v, want 3", got)
 	}
 }
@@ -158,7 +158,7 @@ func TestForgedTokensAreLimitedBeforeVerifying(t *testing.T) {
 	if !slices.Equal(codes, want) {
 		t.Fatalf("answers %v, want %v", codes, want)
 	}
-	if n := metricValue(t, reg, "viewpulse_token_rejected_total", "reason", "invalid"); n != 3 {
+	if n := testutil.Metric(t, reg, "viewpulse_token_rejected_total", "reason", "invalid"); n != 3 {
 		t.Fatalf("%v tokens verified and refused, want 3", n)
 	}
 }

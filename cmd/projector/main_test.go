@@ -56,18 +56,7 @@ func TestRunProjectsThenReplayMatches(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	db, err := store.Open(ctx, dbURL, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
-		var n int
-		if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM viewer_sessions WHERE left_at IS NOT NULL").Scan(&n); err != nil {
-			return false, err.Error()
-		}
-		return n == 10, fmt.Sprintf("%d closed rows", n)
-	})
+	waitClosedRows(t, dbURL, 10)
 	// The rows are visible at the commit; the count follows the XACK.
 	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
 		resp, err := http.Get("http://" + addr + "/metrics")
@@ -142,18 +131,7 @@ func TestReplayPerPartition(t *testing.T) {
 			}
 		}
 	}
-	db, err := store.Open(ctx, dbURL, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
-		var n int
-		if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM viewer_sessions WHERE left_at IS NOT NULL").Scan(&n); err != nil {
-			return false, err.Error()
-		}
-		return n == 14, fmt.Sprintf("%d closed rows", n)
-	})
+	waitClosedRows(t, dbURL, 14)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
@@ -184,4 +162,22 @@ func TestReplayPerPartition(t *testing.T) {
 		!strings.Contains(err.Error(), "created with 4") {
 		t.Errorf("PARTITIONS changed from 4 to 3: %v", err)
 	}
+}
+
+// waitClosedRows waits until dbURL's viewer_sessions holds n closed rows.
+func waitClosedRows(t *testing.T, dbURL string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.Open(ctx, dbURL, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	testutil.Eventually(t, 20*time.Second, func() (bool, string) {
+		var got int
+		if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM viewer_sessions WHERE left_at IS NOT NULL").Scan(&got); err != nil {
+			return false, err.Error()
+		}
+		return got == n, fmt.Sprintf("%d closed rows, want %d", got, n)
+	})
 }
