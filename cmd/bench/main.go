@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.DurationVar(&o.steadyRef, "steady-ref", 2*time.Minute, "memory at this point of the steady load is the reference")
 	fs.BoolVar(&o.limits, "limits", false, "keep ingest's join rate limits on (at a rate the load never reaches) to measure their cost")
 	fs.IntVar(&o.sseClients, "sse-clients", 0, "http phase: also search ingest's heartbeat rate with this many GET /v1/live streams held open (1000: the operators' figure)")
-	skip := fs.String("skip", "", "comma-separated phases to leave out: http, memory, projector, lag, steady, durability")
+	skip := fs.String("skip", "", "comma-separated phases to leave out: http, memory, projector, lag, steady, durability, cluster")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -96,6 +96,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		{"lag", lagPhase},
 		{"steady", steadyPhase},
 		{"durability", durabilityPhase},
+		{"cluster", clusterPhase},
 	}
 	for _, p := range phases {
 		if o.skip[p.name] {
