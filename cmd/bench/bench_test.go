@@ -132,11 +132,26 @@ func TestUsPerRequest(t *testing.T) {
 	}
 }
 
-func TestCountOwners(t *testing.T) {
-	addrs := []string{"a:1", "b:2", "c:3"}
-	owners := []string{"a:1", "b:2", "c:3", "a:1", "a:1", "c:3"}
-	if got := countOwners(addrs, owners); !slices.Equal(got, []int{3, 1, 2}) {
-		t.Errorf("countOwners = %v, want [3 1 2]", got)
+// planMoves evens out the partitions over the masters with the fewest
+// moves, the remainder staying where there are most.
+func TestPlanMovesEvensOutPartitions(t *testing.T) {
+	for _, tc := range []struct {
+		owners []int
+		want   []int
+		moves  int
+	}{
+		{[]int{2, 0, 2, 1, 2, 2, 1, 2, 0, 2, 2, 0}, []int{4, 4, 4}, 3}, // 3, 2, 7
+		{[]int{0, 1, 2, 0, 1, 2}, []int{2, 2, 2}, 0},
+		{[]int{1, 1, 1, 1, 1, 1, 1}, []int{2, 3, 2}, 4},
+	} {
+		owners := slices.Clone(tc.owners)
+		moves := planMoves(owners, 3)
+		for _, m := range moves {
+			owners[m.partition] = m.to
+		}
+		if got := spread(owners, 3); !slices.Equal(got, tc.want) || len(moves) != tc.moves {
+			t.Errorf("%v: %d moves %v leave %v, want %d moves leaving %v", tc.owners, len(moves), moves, got, tc.moves, tc.want)
+		}
 	}
 }
 

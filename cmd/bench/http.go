@@ -23,7 +23,8 @@ type Step struct {
 	// CPU per request over the whole step (warm-up included, as are its
 	// requests), in microseconds: of the process answering (ingest or the
 	// ceiling) and of the Redis servers behind it (0 for the ceiling), and
-	// the part of the latter spent inside commands (scripts and all).
+	// the time inside commands (scripts and all) as Redis clocks it: wall
+	// time, so on a contended machine it may exceed the CPU time.
 	ServerCPUUs float64 `json:"server_cpu_us_per_request"`
 	RedisCPUUs  float64 `json:"redis_cpu_us_per_request,omitempty"`
 	RedisCmdUs  float64 `json:"redis_command_us_per_request,omitempty"`

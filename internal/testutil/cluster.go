@@ -141,3 +141,89 @@ func free(port int) bool {
 	l.Close()
 	return true
 }
+
+// SlotOwner returns the index in Nodes of the master serving slot, as node 0
+// sees it.
+func (c *RedisCluster) SlotOwner(ctx context.Context, slot int) (int, error) {
+	rdb := c.node(0)
+	defer rdb.Close()
+	return slotOwner(ctx, rdb, c.Addrs(), slot)
+}
+
+func slotOwner(ctx context.Context, rdb *redis.Client, addrs []string, slot int) (int, error) {
+	ranges, err := rdb.ClusterSlots(ctx).Result()
+	if err != nil {
+		return 0, fmt.Errorf("cluster slots: %w", err)
+	}
+	for _, r := range ranges {
+		if slot >= r.Start && slot <= r.End && len(r.Nodes) > 0 {
+			for i, a := range addrs {
+				if r.Nodes[0].Addr == a {
+					return i, nil
+				}
+			}
+			return 0, fmt.Errorf("slot %d is served by %s, not a node of the cluster", slot, r.Nodes[0].Addr)
+		}
+	}
+	return 0, fmt.Errorf("slot %d is not served", slot)
+}
+
+// MoveSlot moves an empty slot from the master serving it to Nodes[to], by
+// Redis Cluster's own procedure (IMPORTING on the taker, MIGRATING on the
+// giver, then NODE on every master; with no keys there is nothing to
+// MIGRATE), and waits until every node agrees. It returns an error when the
+// slot holds keys.
+func (c *RedisCluster) MoveSlot(ctx context.Context, slot, to int) error {
+	nodes := make([]*redis.Client, len(c.Nodes))
+	for i := range c.Nodes {
+		nodes[i] = c.node(i)
+		defer nodes[i].Close()
+	}
+	addrs := c.Addrs()
+	from, err := slotOwner(ctx, nodes[0], addrs, slot)
+	if err != nil || from == to {
+		return err
+	}
+	if n, err := nodes[from].ClusterCountKeysInSlot(ctx, slot).Result(); err != nil || n > 0 {
+		return fmt.Errorf("move slot %d: it holds %d keys (%v)", slot, n, err)
+	}
+	ids := make([]string, len(nodes))
+	for i, n := range nodes {
+		if ids[i], err = n.ClusterMyID(ctx).Result(); err != nil {
+			return fmt.Errorf("cluster myid: %w", err)
+		}
+	}
+	type step struct {
+		node int
+		args []any
+	}
+	steps := []step{
+		{to, []any{"cluster", "setslot", slot, "importing", ids[from]}},
+		{from, []any{"cluster", "setslot", slot, "migrating", ids[to]}},
+		{to, []any{"cluster", "setslot", slot, "node", ids[to]}},
+		{from, []any{"cluster", "setslot", slot, "node", ids[to]}},
+	}
+	for i := range nodes {
+		if i != from && i != to {
+			steps = append(steps, step{i, []any{"cluster", "setslot", slot, "node", ids[to]}})
+		}
+	}
+	for _, s := range steps {
+		if err := nodes[s.node].Do(ctx, s.args...).Err(); err != nil {
+			return fmt.Errorf("%v on %s: %w", s.args, addrs[s.node], err)
+		}
+	}
+	return waitFor(30*time.Second, func() (bool, string) {
+		for i, n := range nodes {
+			if owner, err := slotOwner(ctx, n, addrs, slot); err != nil || owner != to {
+				return false, fmt.Sprintf("node %s sees slot %d on node %d (%v)", addrs[i], slot, owner, err)
+			}
+		}
+		return true, ""
+	})
+}
+
+// node is a plain client of Nodes[i]; the caller closes it.
+func (c *RedisCluster) node(i int) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: c.Addrs()[i]})
+}
