@@ -160,7 +160,8 @@ func TestPlanMovesEvensOutPartitions(t *testing.T) {
 func TestTableShowsTheClusterAsACost(t *testing.T) {
 	r := &Results{
 		ClusterMasters: 3, ClusterPartitions: 12,
-		ClusterSingleJoin: Search{Best: Step{Achieved: 8000, P99Ms: 30}}, ClusterJoin: Search{Best: Step{Achieved: 6000, P99Ms: 40}},
+		ClusterSingleJoin:      Search{Best: Step{Achieved: 8000, P99Ms: 30}, Steps: []Step{{Rate: 2000, ServerCPUUs: 250, RedisCPUUs: 100}}},
+		ClusterJoin:            Search{Best: Step{Achieved: 6000, P99Ms: 40}, Steps: []Step{{Rate: 2000, ServerCPUUs: 300, RedisCPUUs: 150}}},
 		ClusterSingleHeartbeat: Search{Best: Step{Achieved: 10000}}, ClusterHeartbeat: Search{Best: Step{Achieved: 5000}},
 	}
 	r.compute()
@@ -174,6 +175,9 @@ func TestTableShowsTheClusterAsACost(t *testing.T) {
 		if strings.HasPrefix(l, "joins/s, 3-master cluster, 12 partitions") {
 			joins = l
 		}
+	}
+	if !strings.Contains(strings.Join(strings.Fields(b.String()), " "), "CPU per join at 2000/s, cluster: Redis, ingest 150 us, 300 us one Redis 100 us, ingest 250 us 1.50x") {
+		t.Errorf("no join CPU line at the common rate:\n%s", b.String())
 	}
 	if !strings.Contains(joins, "6000 /s") || !strings.Contains(joins, "one Redis, 1 partition 8000") ||
 		!strings.Contains(joins, "0.75x") || !strings.Contains(joins, "(cost, no target)") {

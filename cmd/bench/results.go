@@ -59,13 +59,15 @@ type Results struct {
 	SessionIDLen                      int     `json:"session_id_len"`
 
 	// PostgreSQL after the one-consumer drain of the projector phase:
-	// viewer_sessions' rows and its total size (heap, TOAST, indexes), and
-	// the users table's.
-	PGSessionRows        int64   `json:"pg_session_rows"`
-	PGSessionBytes       int64   `json:"pg_session_total_bytes"`
-	PGSessionBytesPerRow float64 `json:"pg_session_bytes_per_row"`
-	PGUserRows           int64   `json:"pg_user_rows"`
-	PGUserBytes          int64   `json:"pg_user_total_bytes"`
+	// viewer_sessions' rows and its total size (heap, TOAST, indexes), as
+	// the merges left it and after VACUUM FULL, and the users table's.
+	PGSessionRows               int64   `json:"pg_session_rows"`
+	PGSessionBytes              int64   `json:"pg_session_total_bytes"`
+	PGSessionBytesPerRow        float64 `json:"pg_session_bytes_per_row"`
+	PGSessionBytesCompact       int64   `json:"pg_session_total_bytes_vacuumed"`
+	PGSessionBytesPerRowCompact float64 `json:"pg_session_bytes_per_row_vacuumed"`
+	PGUserRows                  int64   `json:"pg_user_rows"`
+	PGUserBytes                 int64   `json:"pg_user_total_bytes"`
 
 	SteadyRefMinutes   float64 `json:"steady_ref_minutes"`
 	SteadyMinutes      float64 `json:"steady_minutes"`
@@ -107,6 +109,7 @@ func (r *Results) compute() {
 	r.ClusterHeartbeatRatio = ratioOf(r.ClusterHeartbeatRPS, r.ClusterSingleHeartRPS)
 	if r.PGSessionRows > 0 {
 		r.PGSessionBytesPerRow = math.Round(float64(r.PGSessionBytes) / float64(r.PGSessionRows))
+		r.PGSessionBytesPerRowCompact = math.Round(float64(r.PGSessionBytesCompact) / float64(r.PGSessionRows))
 	}
 	if r.SteadyRefBytes > 0 {
 		r.SteadyMemoryRatio = round2(float64(r.SteadyEndBytes) / float64(r.SteadyRefBytes))
@@ -148,6 +151,19 @@ func (r *Results) Table(w io.Writer) {
 				c.what, r.ClusterMasters, r.ClusterPartitions, c.cluster.Achieved, c.cluster.P99Ms, c.base.Achieved, c.base.P99Ms, c.cluster.Achieved/c.base.Achieved)
 		}
 	}
+	// CPU per request of both at the rate both searches began with: the
+	// cost that does not depend on where each search's bound fell.
+	for _, c := range []struct {
+		what          string
+		cluster, base Search
+	}{{"heartbeat", r.ClusterHeartbeat, r.ClusterSingleHeartbeat}, {"join", r.ClusterJoin, r.ClusterSingleJoin}} {
+		cs, ok1 := stepAt(c.cluster, searchStart)
+		bs, ok2 := stepAt(c.base, searchStart)
+		if ok1 && ok2 && bs.RedisCPUUs > 0 {
+			fmt.Fprintf(tw, "CPU per %s at %.0f/s, cluster: Redis, ingest\t%.0f us, %.0f us\tone Redis %.0f us, ingest %.0f us\t%.2fx\t(cost, no target)\t-\n",
+				c.what, searchStart, cs.RedisCPUUs, cs.ServerCPUUs, bs.RedisCPUUs, bs.ServerCPUUs, cs.RedisCPUUs/bs.RedisCPUUs)
+		}
+	}
 	for _, c := range []struct {
 		what string
 		s    Step
@@ -166,7 +182,8 @@ func (r *Results) Table(w io.Writer) {
 		fmt.Fprintf(tw, "stream bytes per join event\t%.0f B\tat %d events\t-\t(cost, no target)\t-\n", r.RedisStreamBytesPerEvent, r.RedisViewers)
 	}
 	if r.PGSessionRows > 0 {
-		fmt.Fprintf(tw, "PostgreSQL bytes per session row\t%.0f B\tat %d rows (indexes included)\t-\t(cost, no target)\t-\n", r.PGSessionBytesPerRow, r.PGSessionRows)
+		fmt.Fprintf(tw, "PostgreSQL bytes per session row\t%.0f B (%.0f B vacuumed)\tat %d rows, indexes included\t-\t(cost, no target)\t-\n",
+			r.PGSessionBytesPerRow, r.PGSessionBytesPerRowCompact, r.PGSessionRows)
 	}
 	fmt.Fprintf(tw, "Redis memory, steady load, trimming on\t%.1f MB at %.1f min\t%.1f MB at %.1f min\t%.2fx\t<= 1.10x (bounded)\t%s\n",
 		float64(r.SteadyEndBytes)/1e6, r.SteadyMinutes, float64(r.SteadyRefBytes)/1e6, r.SteadyRefMinutes, r.SteadyMemoryRatio,
@@ -192,4 +209,14 @@ func ratioOf(v, base float64) float64 {
 		return 0
 	}
 	return round2(v / base)
+}
+
+// stepAt is the step of s at rate, if it ran one.
+func stepAt(s Search, rate float64) (Step, bool) {
+	for _, st := range s.Steps {
+		if st.Rate == math.Round(rate) {
+			return st, true
+		}
+	}
+	return Step{}, false
 }
