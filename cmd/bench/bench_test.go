@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -201,13 +202,15 @@ func TestFindRate(t *testing.T) {
 		{limit: 6000, want: []float64{2000, 3200, 5120, 8192, 6656, 5888}},
 		{limit: 1000, want: []float64{2000, 1250, 781.25, 1015.625, 898.4375}},
 		{limit: 100, want: []float64{2000, 1250, 781.25, 488.28125}},
+		{limit: 1e9, want: []float64{2000, 3200, 5120, 8192, 13107.2, 20971.52, 33554.432, 53687.0912, 85899.34592, 137438.953472}},
 	} {
 		var got []float64
 		err := findRate(func(rate float64) (bool, error) {
 			got = append(got, rate)
 			return rate <= tc.limit, nil
 		})
-		if err != nil || !slices.Equal(got, tc.want) {
+		near := func(a, b float64) bool { return math.Abs(a-b) < 1e-6 }
+		if err != nil || !slices.EqualFunc(got, tc.want, near) {
 			t.Errorf("limit %v: tried %v (%v), want %v", tc.limit, got, err, tc.want)
 		}
 	}

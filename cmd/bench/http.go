@@ -94,38 +94,28 @@ func (e *env) search(ctx context.Context, what string, m *meter, src func(rate f
 // failure. It stops at try's first error.
 func findRate(try func(rate float64) (bool, error)) error {
 	lo, hi := 0.0, 0.0
-	for rate, i := searchStart, 0; i < searchSteps; rate, i = rate*searchFactor, i+1 {
+	probe := func(rate float64) error { // moves the bound rate passes or fails
 		pass, err := try(rate)
-		if err != nil {
-			return err
-		}
-		if !pass {
-			hi = rate
-			break
-		}
-		lo = rate
-	}
-	for rate, i := hi/searchFactor, 0; lo == 0 && i < searchDown; rate, i = rate/searchFactor, i+1 {
-		pass, err := try(rate)
-		if err != nil {
-			return err
-		}
 		if pass {
 			lo = rate
 		} else {
 			hi = rate
 		}
+		return err
 	}
-	for i := 0; i < bisections && hi > 0 && lo > 0; i++ {
-		mid := (lo + hi) / 2
-		pass, err := try(mid)
-		if err != nil {
+	for rate, i := searchStart, 0; hi == 0 && i < searchSteps; rate, i = rate*searchFactor, i+1 {
+		if err := probe(rate); err != nil {
 			return err
 		}
-		if pass {
-			lo = mid
-		} else {
-			hi = mid
+	}
+	for rate, i := hi/searchFactor, 0; lo == 0 && i < searchDown; rate, i = rate/searchFactor, i+1 {
+		if err := probe(rate); err != nil {
+			return err
+		}
+	}
+	for i := 0; i < bisections && hi > 0 && lo > 0; i++ {
+		if err := probe((lo + hi) / 2); err != nil {
+			return err
 		}
 	}
 	return nil
