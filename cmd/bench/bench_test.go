@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"io"
 	"math"
 	"slices"
 	"strings"
@@ -213,5 +215,14 @@ func TestFindRate(t *testing.T) {
 		if err != nil || !slices.EqualFunc(got, tc.want, near) {
 			t.Errorf("limit %v: tried %v (%v), want %v", tc.limit, got, err, tc.want)
 		}
+	}
+}
+
+// A -skip name that is no phase is refused before anything starts, rather
+// than silently running the phase it misspells.
+func TestSkipRefusesUnknownPhases(t *testing.T) {
+	err := run(context.Background(), []string{"-skip", "http,clusters"}, func(string) string { return "" }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "-skip clusters: no such phase") {
+		t.Fatalf("run -skip http,clusters = %v", err)
 	}
 }
