@@ -226,3 +226,11 @@ func TestSkipRefusesUnknownPhases(t *testing.T) {
 		t.Fatalf("run -skip http,clusters = %v", err)
 	}
 }
+
+func TestRedisArgs(t *testing.T) {
+	got := redisArgs(map[string]string{"zset-max-listpack-entries": "128", "hash-max-listpack-entries": "512", "list-max-listpack-size": "-2"})
+	want := []string{"--hash-max-listpack-entries", "512", "--list-max-listpack-size", "-2", "--zset-max-listpack-entries", "128"}
+	if !slices.Equal(got, want) {
+		t.Errorf("redisArgs = %v, want %v", got, want)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -54,7 +55,14 @@ func clusterPhase(ctx context.Context, e *env, r *Results) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	cluster, stopCluster, err := testutil.LaunchRedisCluster(dir, clusterMasters)
+	// The masters encode small hashes and sorted sets as the machine's Redis
+	// does (it may raise hash-max-listpack-entries), so that both run the
+	// same steps on the same encodings.
+	same, err := e.rdb.ConfigGet(ctx, "*-max-listpack-*").Result()
+	if err != nil {
+		return fmt.Errorf("config get: %w", err)
+	}
+	cluster, stopCluster, err := testutil.LaunchRedisCluster(dir, clusterMasters, redisArgs(same)...)
 	if err != nil {
 		return err
 	}
@@ -88,6 +96,16 @@ func clusterPhase(ctx context.Context, e *env, r *Results) error {
 	r.Notes = append(r.Notes, fmt.Sprintf("cluster: %d masters on loopback share this machine's %d cores with ingest and the load generator; "+
 		"the ratio is what the cluster costs one ingest here, not what it gains on hosts of their own", clusterMasters, runtime.NumCPU()))
 	return nil
+}
+
+// redisArgs turns CONFIG GET's answer into redis-server arguments, sorted by
+// name.
+func redisArgs(cfg map[string]string) []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(cfg)) {
+		out = append(out, "--"+k, cfg[k])
+	}
+	return out
 }
 
 // searchBoth is searchHeartbeats and then searchJoins of target.
