@@ -56,8 +56,8 @@ func clusterPhase(ctx context.Context, e *env, r *Results) error {
 	}
 	defer os.RemoveAll(dir)
 	// The masters encode small hashes and sorted sets as the machine's Redis
-	// does (it may raise hash-max-listpack-entries), so that both run the
-	// same steps on the same encodings.
+	// does (its configuration file may set other limits than redis-server's
+	// compiled defaults), so that both run the steps on the same encodings.
 	same, err := e.rdb.ConfigGet(ctx, "*-max-listpack-*").Result()
 	if err != nil {
 		return fmt.Errorf("config get: %w", err)
