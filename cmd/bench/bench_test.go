@@ -1,6 +1,10 @@
 package main
 
 import (
+	"context"
+	"io"
+	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -94,5 +98,139 @@ func TestTableMarksTargets(t *testing.T) {
 	}
 	if !strings.Contains(lines[2], "0.30x") || !strings.HasSuffix(strings.TrimSpace(lines[2]), "NO") {
 		t.Errorf("join line: %q", lines[2])
+	}
+}
+
+func TestProcCPUCountsFromTheCommandName(t *testing.T) {
+	// utime 250 and stime 50 ticks; the command name holds a space and a ')'.
+	stat := "4242 (ingest) x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 12 0 123 456 789"
+	got, err := procCPU([]byte(stat))
+	if err != nil || got != 3.0 {
+		t.Fatalf("procCPU = %v, %v; want 3 s", got, err)
+	}
+	if _, err := procCPU([]byte("4242 (ingest) S 1")); err == nil {
+		t.Error("a short stat line was accepted")
+	}
+}
+
+func TestRedisCPUSumsSysAndUserAndCommands(t *testing.T) {
+	info := "# CPU\r\nused_cpu_sys:1.500000\r\nused_cpu_user:2.250000\r\nused_cpu_sys_children:9.000000\r\nused_cpu_user_main_thread:2.000000\r\n\r\n" +
+		"# Commandstats\r\ncmdstat_evalsha:calls=10,usec=1500000,usec_per_call=150000.00,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_ping:calls=3,usec=500000,usec_per_call=3.00,rejected_calls=0,failed_calls=0\r\n"
+	cpu, cmds, err := redisCPU(info)
+	if err != nil || cpu != 3.75 || cmds != 2 {
+		t.Fatalf("redisCPU = %v, %v, %v; want 3.75 s, 2 s", cpu, cmds, err)
+	}
+	if _, _, err := redisCPU("# CPU\r\nused_cpu_sys:1\r\n"); err == nil {
+		t.Error("INFO cpu without used_cpu_user was accepted")
+	}
+}
+
+func TestUsPerRequest(t *testing.T) {
+	if got := usPer(1.5, 20_000); got != 75 {
+		t.Errorf("1.5 s over 20,000 requests = %v us, want 75", got)
+	}
+	if got := usPer(1, 0); got != 0 {
+		t.Errorf("no requests = %v, want 0", got)
+	}
+}
+
+// planMoves evens out the partitions over the masters with the fewest
+// moves, the remainder staying where there are most.
+func TestPlanMovesEvensOutPartitions(t *testing.T) {
+	for _, tc := range []struct {
+		owners []int
+		want   []int
+		moves  int
+	}{
+		{[]int{2, 0, 2, 1, 2, 2, 1, 2, 0, 2, 2, 0}, []int{4, 4, 4}, 3}, // 3, 2, 7
+		{[]int{0, 1, 2, 0, 1, 2}, []int{2, 2, 2}, 0},
+		{[]int{1, 1, 1, 1, 1, 1, 1}, []int{2, 3, 2}, 4},
+	} {
+		owners := slices.Clone(tc.owners)
+		moves := planMoves(owners, 3)
+		for _, m := range moves {
+			owners[m.partition] = m.to
+		}
+		if got := spread(owners, 3); !slices.Equal(got, tc.want) || len(moves) != tc.moves {
+			t.Errorf("%v: %d moves %v leave %v, want %d moves leaving %v", tc.owners, len(moves), moves, got, tc.moves, tc.want)
+		}
+	}
+}
+
+// The cluster rows state the cluster's rates against one Redis's as a cost,
+// and are left out when the phase did not run.
+func TestTableShowsTheClusterAsACost(t *testing.T) {
+	r := &Results{
+		ClusterMasters: 3, ClusterPartitions: 12,
+		ClusterSingleJoin:      Search{Best: Step{Achieved: 8000, P99Ms: 30}, Steps: []Step{{Rate: 2000, ServerCPUUs: 250, RedisCPUUs: 100}}},
+		ClusterJoin:            Search{Best: Step{Achieved: 6000, P99Ms: 40}, Steps: []Step{{Rate: 2000, ServerCPUUs: 300, RedisCPUUs: 150}}},
+		ClusterSingleHeartbeat: Search{Best: Step{Achieved: 10000}}, ClusterHeartbeat: Search{Best: Step{Achieved: 5000}},
+	}
+	r.compute()
+	if r.ClusterJoinRatio != 0.75 || r.ClusterHeartbeatRatio != 0.5 {
+		t.Fatalf("ratios join %v heartbeat %v, want 0.75 and 0.5", r.ClusterJoinRatio, r.ClusterHeartbeatRatio)
+	}
+	var b strings.Builder
+	r.Table(&b)
+	var joins string
+	for _, l := range strings.Split(b.String(), "\n") {
+		if strings.HasPrefix(l, "joins/s, 3-master cluster, 12 partitions") {
+			joins = l
+		}
+	}
+	if !strings.Contains(strings.Join(strings.Fields(b.String()), " "), "CPU per join at 2000/s, cluster: Redis, ingest 150 us, 300 us one Redis 100 us, ingest 250 us 1.50x") {
+		t.Errorf("no join CPU line at the common rate:\n%s", b.String())
+	}
+	if !strings.Contains(joins, "6000 /s") || !strings.Contains(joins, "one Redis, 1 partition 8000") ||
+		!strings.Contains(joins, "0.75x") || !strings.Contains(joins, "(cost, no target)") {
+		t.Errorf("cluster join line: %q", joins)
+	}
+
+	var empty strings.Builder
+	(&Results{}).Table(&empty)
+	if strings.Contains(empty.String(), "cluster") {
+		t.Errorf("a run without the cluster phase shows cluster rows:\n%s", empty.String())
+	}
+}
+
+// findRate steps up from searchStart until a failure, down when the first
+// step fails, and bisects twice between the last pass and the first failure.
+func TestFindRate(t *testing.T) {
+	for _, tc := range []struct {
+		limit float64 // rates up to it pass
+		want  []float64
+	}{
+		{limit: 6000, want: []float64{2000, 3200, 5120, 8192, 6656, 5888}},
+		{limit: 1000, want: []float64{2000, 1250, 781.25, 1015.625, 898.4375}},
+		{limit: 100, want: []float64{2000, 1250, 781.25, 488.28125}},
+		{limit: 1e9, want: []float64{2000, 3200, 5120, 8192, 13107.2, 20971.52, 33554.432, 53687.0912, 85899.34592, 137438.953472}},
+	} {
+		var got []float64
+		err := findRate(func(rate float64) (bool, error) {
+			got = append(got, rate)
+			return rate <= tc.limit, nil
+		})
+		near := func(a, b float64) bool { return math.Abs(a-b) < 1e-6 }
+		if err != nil || !slices.EqualFunc(got, tc.want, near) {
+			t.Errorf("limit %v: tried %v (%v), want %v", tc.limit, got, err, tc.want)
+		}
+	}
+}
+
+// A -skip name that is no phase is refused before anything starts, rather
+// than silently running the phase it misspells.
+func TestSkipRefusesUnknownPhases(t *testing.T) {
+	err := run(context.Background(), []string{"-skip", "http,clusters"}, func(string) string { return "" }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "-skip clusters: no such phase") {
+		t.Fatalf("run -skip http,clusters = %v", err)
+	}
+}
+
+func TestRedisArgs(t *testing.T) {
+	got := redisArgs(map[string]string{"zset-max-listpack-entries": "128", "hash-max-listpack-entries": "512", "list-max-listpack-size": "-2"})
+	want := []string{"--hash-max-listpack-entries", "512", "--list-max-listpack-size", "-2", "--zset-max-listpack-entries", "128"}
+	if !slices.Equal(got, want) {
+		t.Errorf("redisArgs = %v, want %v", got, want)
 	}
 }

@@ -45,11 +45,8 @@ func durabilityPhase(ctx context.Context, e *env, r *Results) error {
 			stopRedis()
 			return err
 		}
-		t := loadgen.Target{Base: ing.url}
-		s, err := e.search(ctx, "join, "+mode, func(rate float64, step int) loadgen.Source {
-			return loadgen.Joins(t, rate, stages, fmt.Sprintf("aof-%s-%d", mode, step))
-		})
-		ing.stop()
+		s, err := e.searchJoins(ctx, ing, &meter{pid: ing.cmd.Process.Pid}, stages, "aof")
+		e.stopProc(ing)
 		stopRedis()
 		if err != nil {
 			return err

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -96,21 +97,7 @@ func newEnv(ctx context.Context, o options, out io.Writer) (_ *env, err error) {
 		return nil, fmt.Errorf("go build: %w", err)
 	}
 
-	// All load comes from 127.0.0.1: limits off, so the bench measures the
-	// pipeline; -limits keeps them on at a rate nothing reaches, so that
-	// their Redis step is measured too.
-	joinRate := "off"
-	if o.limits {
-		joinRate = "100000000/s"
-	}
-	port := freePort()
-	e.ingest, err = e.start(ctx, "ingest", filepath.Join(e.bin, "ingest"), nil, "http://127.0.0.1:"+port,
-		"HTTP_ADDR=127.0.0.1:"+port, "REDIS_URL="+o.redisURL, "REDIS_PREFIX="+e.prefix,
-		"STREAM_MAX_LEN=50000000", "HEARTBEAT_TIMEOUT="+timeout.String(), "LOG_LEVEL=warn", "LOG_FORMAT=json",
-		"JOIN_RATE="+joinRate, "JOIN_RATE_PER_USER="+joinRate,
-		// its heartbeat pool revisits each session every second or two, which
-		// real players (every 30 s) never do: measure the Redis step
-		"HEARTBEAT_SKIP=false")
+	e.ingest, err = e.startIngest(ctx, "ingest", o.redisURL, e.prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -118,12 +105,40 @@ func newEnv(ctx context.Context, o options, out io.Writer) (_ *env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	port = freePort()
+	port := freePort()
 	e.ceiling, err = e.start(ctx, "ceiling", self, []string{"ceiling-server", "127.0.0.1:" + port}, "http://127.0.0.1:"+port)
 	if err != nil {
 		return nil, err
 	}
 	return e, nil
+}
+
+// startIngest starts an ingest process on redisURL under prefix, configured
+// as the bench measures it, plus extra environment (PARTITIONS=12).
+func (e *env) startIngest(ctx context.Context, name, redisURL, prefix string, extra ...string) (*proc, error) {
+	// All load comes from 127.0.0.1: limits off, so the bench measures the
+	// pipeline; -limits keeps them on at a rate nothing reaches, so that
+	// their Redis step is measured too.
+	joinRate := "off"
+	if e.o.limits {
+		joinRate = "100000000/s"
+	}
+	port := freePort()
+	vars := append([]string{
+		"HTTP_ADDR=127.0.0.1:" + port, "REDIS_URL=" + redisURL, "REDIS_PREFIX=" + prefix,
+		"STREAM_MAX_LEN=50000000", "HEARTBEAT_TIMEOUT=" + timeout.String(), "LOG_LEVEL=warn", "LOG_FORMAT=json",
+		"JOIN_RATE=" + joinRate, "JOIN_RATE_PER_USER=" + joinRate,
+		// its heartbeat pool revisits each session every second or two, which
+		// real players (every 30 s) never do: measure the Redis step
+		"HEARTBEAT_SKIP=false",
+	}, extra...)
+	return e.start(ctx, name, filepath.Join(e.bin, "ingest"), nil, "http://127.0.0.1:"+port, vars...)
+}
+
+// stopProc stops p before the bench ends, to free its CPU for what follows.
+func (e *env) stopProc(p *proc) {
+	p.stop()
+	e.procs = slices.DeleteFunc(e.procs, func(q *proc) bool { return q == p })
 }
 
 // close stops the processes and removes the Redis keys and the schema.

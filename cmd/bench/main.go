@@ -15,6 +15,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -51,6 +53,22 @@ type options struct {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	phases := []struct {
+		name string
+		fn   func(context.Context, *env, *Results) error
+	}{
+		{"http", httpPhase},
+		{"memory", memoryPhase},
+		{"projector", projectorPhase},
+		{"lag", lagPhase},
+		{"steady", steadyPhase},
+		{"durability", durabilityPhase},
+		{"cluster", clusterPhase},
+	}
+	names := make([]string, len(phases))
+	for i, p := range phases {
+		names[i] = p.name
+	}
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stdout)
@@ -66,12 +84,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.DurationVar(&o.steadyRef, "steady-ref", 2*time.Minute, "memory at this point of the steady load is the reference")
 	fs.BoolVar(&o.limits, "limits", false, "keep ingest's join rate limits on (at a rate the load never reaches) to measure their cost")
 	fs.IntVar(&o.sseClients, "sse-clients", 0, "http phase: also search ingest's heartbeat rate with this many GET /v1/live streams held open (1000: the operators' figure)")
-	skip := fs.String("skip", "", "comma-separated phases to leave out: http, memory, projector, lag, steady, durability")
+	skip := fs.String("skip", "", "comma-separated phases to leave out: "+strings.Join(names, ", "))
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	o.skip = map[string]bool{}
 	for _, s := range splitComma(*skip) {
+		if !slices.Contains(names, s) {
+			return fmt.Errorf("-skip %s: no such phase (%s)", s, strings.Join(names, ", "))
+		}
 		o.skip[s] = true
 	}
 	if o.steadyRef >= o.steady || o.step <= 0 || o.warmup < 0 || o.viewers <= 0 || o.events <= 0 {
@@ -86,17 +107,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer bench.close()
 
 	res := &Results{Date: began.UTC().Format(time.RFC3339), Host: hostInfo()}
-	phases := []struct {
-		name string
-		fn   func(context.Context, *env, *Results) error
-	}{
-		{"http", httpPhase},
-		{"memory", memoryPhase},
-		{"projector", projectorPhase},
-		{"lag", lagPhase},
-		{"steady", steadyPhase},
-		{"durability", durabilityPhase},
-	}
 	for _, p := range phases {
 		if o.skip[p.name] {
 			res.Notes = append(res.Notes, p.name+": skipped by -skip")

@@ -75,13 +75,18 @@ func memoryPhase(ctx context.Context, e *env, r *Results) error {
 	if err != nil {
 		return err
 	}
+	xlen, err := e.rdb.XLen(ctx, k.Stream()).Result()
+	if err != nil {
+		return fmt.Errorf("xlen: %w", err)
+	}
 	r.RedisViewers = e.o.viewers
+	r.SessionIDLen = events.SessionIDLen
 	r.RedisLiveBytes = live
 	r.RedisBytesPerViewer = float64(live) / float64(e.o.viewers)
 	r.RedisUsedDeltaLessStreamPerViewer = float64(after-before-stream) / float64(e.o.viewers)
-	r.RedisStreamBytesPerEvent = float64(stream) / float64(e.o.viewers)
-	fmt.Fprintf(e.out, "  live state %d bytes: %.0f per viewer (used_memory delta less stream: %.0f); stream %.0f bytes per join event\n",
-		live, r.RedisBytesPerViewer, r.RedisUsedDeltaLessStreamPerViewer, r.RedisStreamBytesPerEvent)
+	r.RedisStreamBytesPerEvent = float64(stream) / float64(max(xlen, 1))
+	fmt.Fprintf(e.out, "  live state %d bytes: %.0f per viewer (used_memory delta less stream: %.0f); stream %d bytes, %d entries: %.0f bytes per join event\n",
+		live, r.RedisBytesPerViewer, r.RedisUsedDeltaLessStreamPerViewer, stream, xlen, r.RedisStreamBytesPerEvent)
 	e.dropPrefix(ctx, prefix)
 	return nil
 }

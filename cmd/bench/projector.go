@@ -28,13 +28,14 @@ import (
 const perSession = 40
 
 // mix returns event i of n: sessions interleaved in time as a live crowd's
-// are, each with perSession events.
+// are, each with perSession events, session IDs as long as real ones
+// (events.SessionIDLen), so that PostgreSQL's bytes per row are.
 func mix(i, n int, start time.Time) events.Event {
 	sessions := (n + perSession - 1) / perSession
 	s, k := i%sessions, i/sessions
 	at := start.Add(time.Duration(k)*30*time.Second + time.Duration(s)*time.Millisecond)
 	e := events.Event{
-		Type: events.Heartbeat, Session: fmt.Sprintf("01JZ%022d", s), User: "user-" + strconv.Itoa(s*7%(sessions*3/4+1)),
+		Type: events.Heartbeat, Session: fmt.Sprintf("01JZ%036d", s), User: "user-" + strconv.Itoa(s*7%(sessions*3/4+1)),
 		Stage: loadgen.Stages(1)[0][:len(loadgen.Stages(1)[0])-5] + fmt.Sprintf("%05d", s%200), At: at,
 	}
 	switch {
@@ -64,6 +65,21 @@ func projectorPhase(ctx context.Context, e *env, r *Results) error {
 		return err
 	}
 	r.ProjectedEvents = n
+	if err := db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM viewer_sessions), pg_total_relation_size('viewer_sessions'),
+		(SELECT count(*) FROM users), pg_total_relation_size('users')`).Scan(&r.PGSessionRows, &r.PGSessionBytes, &r.PGUserRows, &r.PGUserBytes); err != nil {
+		return fmt.Errorf("table sizes: %w", err)
+	}
+	// The drain merged each row once per batch (2 of its 40 events in each
+	// batch of 50,000), 20 times, so the table holds dead versions until
+	// vacuumed: compacted, the size of the live rows only.
+	if _, err := db.Pool.Exec(ctx, "VACUUM FULL viewer_sessions"); err != nil {
+		return fmt.Errorf("vacuum: %w", err)
+	}
+	if err := db.Pool.QueryRow(ctx, `SELECT pg_total_relation_size('viewer_sessions')`).Scan(&r.PGSessionBytesCompact); err != nil {
+		return fmt.Errorf("table size: %w", err)
+	}
+	fmt.Fprintf(e.out, "  viewer_sessions: %d rows, %d bytes with indexes (%d after VACUUM FULL); users: %d rows, %d bytes\n",
+		r.PGSessionRows, r.PGSessionBytes, r.PGSessionBytesCompact, r.PGUserRows, r.PGUserBytes)
 	// The same drain into emptied tables by two consumers of the group, as
 	// an operator scales the projector.
 	if _, err := db.Pool.Exec(ctx, "TRUNCATE viewer_sessions, users"); err != nil {

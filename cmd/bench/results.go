@@ -20,6 +20,26 @@ type Results struct {
 	JoinRPS             float64 `json:"join_rps"`
 	JoinP99Ms           float64 `json:"join_p99_ms"`
 	JoinCeilingRPS      float64 `json:"join_ceiling_rps"`
+	// CPU per request at the best step of each search, µs (http phase):
+	// ingest's process, and the Redis server's (an upper bound: the
+	// machine's Redis also serves whatever else runs meanwhile).
+	HeartbeatIngestCPUUs float64 `json:"heartbeat_ingest_cpu_us"`
+	HeartbeatRedisCPUUs  float64 `json:"heartbeat_redis_cpu_us"`
+	JoinIngestCPUUs      float64 `json:"join_ingest_cpu_us"`
+	JoinRedisCPUUs       float64 `json:"join_redis_cpu_us"`
+
+	// Cluster phase: one ingest on ClusterMasters masters on loopback with
+	// ClusterPartitions partitions against one ingest on the machine's Redis
+	// with one partition; the ratios are cluster over single.
+	ClusterMasters        int     `json:"cluster_masters,omitempty"`
+	ClusterPartitions     int     `json:"cluster_partitions,omitempty"`
+	ClusterSpread         []int   `json:"cluster_partitions_per_master,omitempty"`
+	ClusterJoinRPS        float64 `json:"cluster_join_rps"`
+	ClusterSingleJoinRPS  float64 `json:"cluster_single_redis_join_rps"`
+	ClusterJoinRatio      float64 `json:"cluster_join_ratio"`
+	ClusterHeartbeatRPS   float64 `json:"cluster_heartbeat_rps"`
+	ClusterSingleHeartRPS float64 `json:"cluster_single_redis_heartbeat_rps"`
+	ClusterHeartbeatRatio float64 `json:"cluster_heartbeat_ratio"`
 
 	ProjectorEventsPerS    float64 `json:"projector_events_per_s"`
 	Projector2EventsPerS   float64 `json:"projector_events_per_s_2_consumers"`
@@ -36,6 +56,18 @@ type Results struct {
 	RedisLiveBytes                    int64   `json:"redis_live_bytes"`
 	RedisUsedDeltaLessStreamPerViewer float64 `json:"redis_used_memory_delta_less_stream_per_viewer"`
 	RedisStreamBytesPerEvent          float64 `json:"redis_stream_bytes_per_join_event"`
+	SessionIDLen                      int     `json:"session_id_len"`
+
+	// PostgreSQL after the one-consumer drain of the projector phase:
+	// viewer_sessions' rows and its total size (heap, TOAST, indexes), as
+	// the merges left it and after VACUUM FULL, and the users table's.
+	PGSessionRows               int64   `json:"pg_session_rows"`
+	PGSessionBytes              int64   `json:"pg_session_total_bytes"`
+	PGSessionBytesPerRow        float64 `json:"pg_session_bytes_per_row"`
+	PGSessionBytesCompact       int64   `json:"pg_session_total_bytes_vacuumed"`
+	PGSessionBytesPerRowCompact float64 `json:"pg_session_bytes_per_row_vacuumed"`
+	PGUserRows                  int64   `json:"pg_user_rows"`
+	PGUserBytes                 int64   `json:"pg_user_total_bytes"`
 
 	SteadyRefMinutes   float64 `json:"steady_ref_minutes"`
 	SteadyMinutes      float64 `json:"steady_minutes"`
@@ -54,16 +86,31 @@ type Results struct {
 	JoinEverysec Search `json:"join_aof_everysec_search"`
 	// Ingest's heartbeats with SSEClients streams of GET /v1/live open
 	// (-sse-clients).
-	SSEClients   int      `json:"sse_clients,omitempty"`
-	HeartbeatSSE *Search  `json:"heartbeat_sse_search,omitempty"`
-	JoinAlways   Search   `json:"join_aof_always_search"`
-	Notes        []string `json:"notes,omitempty"`
+	SSEClients   int     `json:"sse_clients,omitempty"`
+	HeartbeatSSE *Search `json:"heartbeat_sse_search,omitempty"`
+	JoinAlways   Search  `json:"join_aof_always_search"`
+	// The cluster phase's searches.
+	ClusterSingleHeartbeat Search   `json:"cluster_single_redis_heartbeat_search"`
+	ClusterSingleJoin      Search   `json:"cluster_single_redis_join_search"`
+	ClusterHeartbeat       Search   `json:"cluster_heartbeat_search"`
+	ClusterJoin            Search   `json:"cluster_join_search"`
+	Notes                  []string `json:"notes,omitempty"`
 }
 
 func (r *Results) compute() {
 	r.HeartbeatRPS, r.HeartbeatP99Ms = r.Heartbeat.Best.Achieved, r.Heartbeat.Best.P99Ms
 	r.JoinRPS, r.JoinP99Ms = r.Join.Best.Achieved, r.Join.Best.P99Ms
 	r.HeartbeatCeilingRPS, r.JoinCeilingRPS = r.HeartbeatCeiling.Best.Achieved, r.JoinCeiling.Best.Achieved
+	r.HeartbeatIngestCPUUs, r.HeartbeatRedisCPUUs = r.Heartbeat.Best.ServerCPUUs, r.Heartbeat.Best.RedisCPUUs
+	r.JoinIngestCPUUs, r.JoinRedisCPUUs = r.Join.Best.ServerCPUUs, r.Join.Best.RedisCPUUs
+	r.ClusterJoinRPS, r.ClusterSingleJoinRPS = r.ClusterJoin.Best.Achieved, r.ClusterSingleJoin.Best.Achieved
+	r.ClusterHeartbeatRPS, r.ClusterSingleHeartRPS = r.ClusterHeartbeat.Best.Achieved, r.ClusterSingleHeartbeat.Best.Achieved
+	r.ClusterJoinRatio = ratioOf(r.ClusterJoinRPS, r.ClusterSingleJoinRPS)
+	r.ClusterHeartbeatRatio = ratioOf(r.ClusterHeartbeatRPS, r.ClusterSingleHeartRPS)
+	if r.PGSessionRows > 0 {
+		r.PGSessionBytesPerRow = math.Round(float64(r.PGSessionBytes) / float64(r.PGSessionRows))
+		r.PGSessionBytesPerRowCompact = math.Round(float64(r.PGSessionBytesCompact) / float64(r.PGSessionRows))
+	}
 	if r.SteadyRefBytes > 0 {
 		r.SteadyMemoryRatio = round2(float64(r.SteadyEndBytes) / float64(r.SteadyRefBytes))
 	}
@@ -95,12 +142,49 @@ func (r *Results) Table(w io.Writer) {
 		fmt.Fprintf(tw, "heartbeats/s, %d SSE clients\t%.0f /s (p99 %.1f ms)\tno SSE client %.0f (p99 %.1f ms)\t%.2fx\t(cost, no target)\t-\n",
 			r.SSEClients, with.Achieved, with.P99Ms, hb.Achieved, hb.P99Ms, q)
 	}
+	for _, c := range []struct {
+		what          string
+		cluster, base Step
+	}{{"heartbeats/s", r.ClusterHeartbeat.Best, r.ClusterSingleHeartbeat.Best}, {"joins/s", r.ClusterJoin.Best, r.ClusterSingleJoin.Best}} {
+		if c.cluster.Achieved > 0 && c.base.Achieved > 0 {
+			fmt.Fprintf(tw, "%s, %d-master cluster, %d partitions\t%.0f /s (p99 %.1f ms)\tone Redis, 1 partition %.0f (p99 %.1f ms)\t%.2fx\t(cost, no target)\t-\n",
+				c.what, r.ClusterMasters, r.ClusterPartitions, c.cluster.Achieved, c.cluster.P99Ms, c.base.Achieved, c.base.P99Ms, c.cluster.Achieved/c.base.Achieved)
+		}
+	}
+	// CPU per request of both at the rate both searches began with: the
+	// cost that does not depend on where each search's bound fell.
+	for _, c := range []struct {
+		what          string
+		cluster, base Search
+	}{{"heartbeat", r.ClusterHeartbeat, r.ClusterSingleHeartbeat}, {"join", r.ClusterJoin, r.ClusterSingleJoin}} {
+		cs, ok1 := stepAt(c.cluster, searchStart)
+		bs, ok2 := stepAt(c.base, searchStart)
+		if ok1 && ok2 && bs.RedisCPUUs > 0 {
+			fmt.Fprintf(tw, "CPU per %s at %.0f/s, cluster: Redis, ingest\t%.0f us, %.0f us\tone Redis %.0f us, ingest %.0f us\t%.2fx\t(cost, no target)\t-\n",
+				c.what, searchStart, cs.RedisCPUUs, cs.ServerCPUUs, bs.RedisCPUUs, bs.ServerCPUUs, cs.RedisCPUUs/bs.RedisCPUUs)
+		}
+	}
+	for _, c := range []struct {
+		what string
+		s    Step
+	}{{"heartbeat", r.Heartbeat.Best}, {"join", r.Join.Best}} {
+		if c.s.Achieved > 0 {
+			fmt.Fprintf(tw, "CPU per %s: ingest, Redis\t%.0f us, %.0f us\tat %.0f /s\t-\t(cost, no target)\t-\n", c.what, c.s.ServerCPUUs, c.s.RedisCPUUs, c.s.Achieved)
+		}
+	}
 	if ev, al := r.JoinEverysec.Best, r.JoinAlways.Best; ev.Achieved > 0 && al.Achieved > 0 {
 		fmt.Fprintf(tw, "joins/s, AOF appendfsync always\t%.0f /s (p50 %.2f ms)\tappendfsync everysec %.0f (p50 %.2f ms)\t%.2fx\t(cost, no target)\t-\n",
 			al.Achieved, al.P50Ms, ev.Achieved, ev.P50Ms, al.Achieved/ev.Achieved)
 	}
 	fmt.Fprintf(tw, "event -> row lag p99\t%.0f ms\tat %.0f heartbeats/s\t-\t<= 1000 ms\t%s\n", r.LagP99Ms, r.LagRateRPS, yesNo(r.LagRateRPS > 0 && r.LagP99Ms <= 1000))
-	fmt.Fprintf(tw, "Redis bytes per present viewer\t%.0f B\tat %d viewers\t-\t<= 250 B\t%s\n", r.RedisBytesPerViewer, r.RedisViewers, yesNo(r.RedisViewers > 0 && r.RedisBytesPerViewer <= 250))
+	fmt.Fprintf(tw, "Redis bytes per present viewer\t%.0f B\tat %d viewers, %d-char session IDs\t-\t<= 250 B\t%s\n", r.RedisBytesPerViewer, r.RedisViewers, r.SessionIDLen, yesNo(r.RedisViewers > 0 && r.RedisBytesPerViewer <= 250))
+	if r.RedisStreamBytesPerEvent > 0 {
+		fmt.Fprintf(tw, "stream bytes per join event\t%.0f B\tat %d events\t-\t(cost, no target)\t-\n", r.RedisStreamBytesPerEvent, r.RedisViewers)
+	}
+	if r.PGSessionRows > 0 {
+		fmt.Fprintf(tw, "PostgreSQL bytes per session row\t%.0f B (%.0f B vacuumed)\tat %d rows, indexes included\t-\t(cost, no target)\t-\n",
+			r.PGSessionBytesPerRow, r.PGSessionBytesPerRowCompact, r.PGSessionRows)
+	}
 	fmt.Fprintf(tw, "Redis memory, steady load, trimming on\t%.1f MB at %.1f min\t%.1f MB at %.1f min\t%.2fx\t<= 1.10x (bounded)\t%s\n",
 		float64(r.SteadyEndBytes)/1e6, r.SteadyMinutes, float64(r.SteadyRefBytes)/1e6, r.SteadyRefMinutes, r.SteadyMemoryRatio,
 		yesNo(r.SteadyRefBytes > 0 && r.SteadyMemoryRatio <= 1.10))
@@ -118,3 +202,21 @@ func yesNo(ok bool) string {
 }
 
 func round2(f float64) float64 { return math.Round(f*100) / 100 }
+
+// ratioOf is v/base to two places, 0 when either is missing.
+func ratioOf(v, base float64) float64 {
+	if v <= 0 || base <= 0 {
+		return 0
+	}
+	return round2(v / base)
+}
+
+// stepAt is the step of s at rate, if it ran one.
+func stepAt(s Search, rate float64) (Step, bool) {
+	for _, st := range s.Steps {
+		if st.Rate == math.Round(rate) {
+			return st, true
+		}
+	}
+	return Step{}, false
+}

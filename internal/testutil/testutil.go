@@ -216,15 +216,23 @@ func WithSearchPath(tb testing.TB, dsn, schema string) string {
 // tb with cond's last message. It is the only way tests wait.
 func Eventually(tb testing.TB, timeout time.Duration, cond func() (bool, string)) {
 	tb.Helper()
+	if err := waitFor(timeout, cond); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// waitFor is Eventually for helpers without a testing.TB: it returns an
+// error naming cond's last message instead of failing a test.
+func waitFor(timeout time.Duration, cond func() (bool, string)) error {
 	deadline := time.Now().Add(timeout)
 	delay := 5 * time.Millisecond
 	for {
 		ok, msg := cond()
 		if ok {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("not within %s: %s", timeout, msg)
+			return fmt.Errorf("not within %s: %s", timeout, msg)
 		}
 		time.Sleep(delay)
 		if delay < 200*time.Millisecond {
@@ -275,19 +283,33 @@ func StartRedisServer(tb testing.TB, extra ...string) *RedisServer {
 // answers.
 func (s *RedisServer) Start(tb testing.TB) {
 	tb.Helper()
+	if err := s.start(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func (s *RedisServer) start() error {
 	s.cmd = exec.Command("redis-server", s.args...)
 	if err := s.cmd.Start(); err != nil {
-		tb.Fatalf("start redis-server: %v", err)
+		return fmt.Errorf("start redis-server: %w", err)
 	}
-	Eventually(tb, 10*time.Second, func() (bool, string) {
+	if err := waitFor(10*time.Second, func() (bool, string) {
 		err := pingRedis(s.URL)
 		return err == nil, fmt.Sprint(err)
-	})
+	}); err != nil {
+		s.kill()
+		return fmt.Errorf("redis-server on port %d: %w", s.Port, err)
+	}
+	return nil
 }
 
 // Kill sends SIGKILL to the server and waits for it to exit.
 func (s *RedisServer) Kill(tb testing.TB) {
 	tb.Helper()
+	s.kill()
+}
+
+func (s *RedisServer) kill() {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
