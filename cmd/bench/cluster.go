@@ -32,8 +32,8 @@ const (
 // the load generator, and every step of a partition still runs on one node:
 // the figure is what the cluster's routing costs, not what it gains (that
 // needs the masters on cores, or hosts, of their own). Projection is not
-// measured: a projector process reads only partition 0 until projectors
-// take partitions by leases.
+// measured here: the projector phase measures one partition's projector,
+// and partitions are projected independently.
 func clusterPhase(ctx context.Context, e *env, r *Results) error {
 	stages := loadgen.Stages(200)
 	run := randomID()
