@@ -234,3 +234,18 @@ func TestRedisArgs(t *testing.T) {
 		t.Errorf("redisArgs = %v, want %v", got, want)
 	}
 }
+
+// TestCostRatio: the CPU-cost ratio is of the medians, robust to one
+// outlying repetition.
+func TestCostRatio(t *testing.T) {
+	ingest, redis, bare := []float64{100, 90, 400, 110, 95}, []float64{50, 60, 55, 45, 500}, []float64{50, 40, 60, 55, 45}
+	if got := costRatio(ingest, redis, bare); got != 3.1 { // (100 + 55) / 50
+		t.Fatalf("ratio %v, want 3.1", got)
+	}
+	if got := costRatio(ingest, redis, nil); got != 0 {
+		t.Fatalf("ratio without a baseline %v, want 0", got)
+	}
+	if got := medianRange([]float64{3, 1, 2, 10}); got != "2.5 (1.0–10.0)" {
+		t.Fatalf("medianRange %q", got)
+	}
+}

@@ -64,6 +64,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		{"steady", steadyPhase},
 		{"durability", durabilityPhase},
 		{"cluster", clusterPhase},
+		{"cpu", cpuCostPhase},
 	}
 	names := make([]string, len(phases))
 	for i, p := range phases {

@@ -90,11 +90,13 @@ type Results struct {
 	HeartbeatSSE *Search `json:"heartbeat_sse_search,omitempty"`
 	JoinAlways   Search  `json:"join_aof_always_search"`
 	// The cluster phase's searches.
-	ClusterSingleHeartbeat Search   `json:"cluster_single_redis_heartbeat_search"`
-	ClusterSingleJoin      Search   `json:"cluster_single_redis_join_search"`
-	ClusterHeartbeat       Search   `json:"cluster_heartbeat_search"`
-	ClusterJoin            Search   `json:"cluster_join_search"`
-	Notes                  []string `json:"notes,omitempty"`
+	ClusterSingleHeartbeat Search `json:"cluster_single_redis_heartbeat_search"`
+	ClusterSingleJoin      Search `json:"cluster_single_redis_join_search"`
+	ClusterHeartbeat       Search `json:"cluster_heartbeat_search"`
+	ClusterJoin            Search `json:"cluster_join_search"`
+	// The CPU-cost phase (cpucost.go).
+	CPUCost *CPUCost `json:"cpu_cost,omitempty"`
+	Notes   []string `json:"notes,omitempty"`
 }
 
 func (r *Results) compute() {
@@ -121,6 +123,12 @@ func (r *Results) compute() {
 func (r *Results) Table(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "figure\tvalue\tcompared with\tratio\ttarget\tmet")
+	if c := r.CPUCost; c != nil {
+		fmt.Fprintf(tw, "heartbeat CPU µs/req at %.0f/s, ingest + Redis\t%s + %s\tbare 204 handler %s\t%.2fx\t<= 2.00x\t%s\n",
+			c.Rate, medianRange(c.HeartbeatIngestUs), medianRange(c.HeartbeatRedisUs), medianRange(c.HeartbeatBareUs), c.HeartbeatRatio, yesNo(c.HeartbeatRatio > 0 && c.HeartbeatRatio <= 2))
+		fmt.Fprintf(tw, "join CPU µs/req at %.0f/s, ingest + Redis\t%s + %s\tbare 204 handler %s\t%.2fx\t<= 3.50x\t%s\n",
+			c.Rate, medianRange(c.JoinIngestUs), medianRange(c.JoinRedisUs), medianRange(c.JoinBareUs), c.JoinRatio, yesNo(c.JoinRatio > 0 && c.JoinRatio <= 3.5))
+	}
 	ratio := func(name string, v, base, target float64, unit, baseName string) {
 		q := 0.0
 		if base > 0 {
