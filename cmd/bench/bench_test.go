@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"math"
 	"slices"
@@ -9,7 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/viewpulse/viewpulse/events"
+	"github.com/viewpulse/viewpulse/internal/testutil"
+	"github.com/viewpulse/viewpulse/projector"
 )
 
 // TestMixIsARealisticSessionLog checks the generated events: every session
@@ -248,4 +253,49 @@ func TestCostRatio(t *testing.T) {
 	if got := medianRange([]float64{3, 1, 2, 10}); got != "2.5 (1.0–10.0)" {
 		t.Fatalf("medianRange %q", got)
 	}
+}
+
+// TestProjectionLag: the age of the oldest entry not yet projected, from
+// the group's pending entries or its last delivered one; 0 when caught up.
+func TestProjectionLag(t *testing.T) {
+	rdb, prefix := testutil.Redis(t)
+	ctx := context.Background()
+	keys := events.NewKeys(prefix)
+	add := func(ms int64) {
+		t.Helper()
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: keys.Stream(), ID: fmt.Sprintf("%d-0", ms), Values: []any{"k", "v"}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(1000)
+	if err := rdb.XGroupCreate(ctx, keys.Stream(), projector.DefaultGroup, "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	add(3000)
+	add(4500)
+	lag := func(want time.Duration) {
+		t.Helper()
+		got, err := projectionLag(ctx, rdb, keys)
+		if err != nil || got != want {
+			t.Fatalf("lag %s (%v), want %s", got, err, want)
+		}
+	}
+	lag(3500 * time.Millisecond) // nothing delivered: from the first entry
+	read := func(n int64) []redis.XMessage {
+		res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: projector.DefaultGroup, Consumer: "c",
+			Streams: []string{keys.Stream(), ">"}, Count: n}).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res[0].Messages
+	}
+	msgs := read(2)
+	lag(3500 * time.Millisecond) // 1000 pending
+	rdb.XAck(ctx, keys.Stream(), projector.DefaultGroup, msgs[0].ID)
+	lag(1500 * time.Millisecond) // 3000 pending
+	rdb.XAck(ctx, keys.Stream(), projector.DefaultGroup, msgs[1].ID)
+	lag(1500 * time.Millisecond) // 4500 not delivered; last delivered 3000
+	msgs = read(1)
+	rdb.XAck(ctx, keys.Stream(), projector.DefaultGroup, msgs[0].ID)
+	lag(0)
 }

@@ -50,6 +50,7 @@ type options struct {
 	skip                  map[string]bool
 	limits                bool
 	sseClients            int
+	viewersHold           time.Duration
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -65,6 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		{"durability", durabilityPhase},
 		{"cluster", clusterPhase},
 		{"cpu", cpuCostPhase},
+		{"viewers", viewersPhase},
 	}
 	names := make([]string, len(phases))
 	for i, p := range phases {
@@ -78,6 +80,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.StringVar(&o.out, "out", "bench/results", "directory for latest.json and the dated copy")
 	fs.DurationVar(&o.step, "step", 4*time.Second, "length of one rate step of a search, after its warm-up")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "warm-up of each rate step, left out of its figures")
+	fs.DurationVar(&o.viewersHold, "viewers-hold", 2*time.Minute, "viewers phase: how long each audience level is held")
 	fs.DurationVar(&o.maxP99, "p99", 50*time.Millisecond, "latency bound of a sustained rate")
 	fs.IntVar(&o.viewers, "viewers", 100_000, "present viewers for the memory-per-viewer figure")
 	fs.IntVar(&o.events, "events", 1_000_000, "events the projector drains (and COPY and the seed pattern write)")

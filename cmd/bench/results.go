@@ -96,7 +96,11 @@ type Results struct {
 	ClusterJoin            Search `json:"cluster_join_search"`
 	// The CPU-cost phase (cpucost.go).
 	CPUCost *CPUCost `json:"cpu_cost,omitempty"`
-	Notes   []string `json:"notes,omitempty"`
+	// The viewers-per-box phase (viewers.go): the largest audience held,
+	// and every level tried.
+	ViewersPerBox int            `json:"viewers_per_box"`
+	ViewersLevels []ViewersLevel `json:"viewers_levels,omitempty"`
+	Notes         []string       `json:"notes,omitempty"`
 }
 
 func (r *Results) compute() {
@@ -123,6 +127,16 @@ func (r *Results) compute() {
 func (r *Results) Table(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "figure\tvalue\tcompared with\tratio\ttarget\tmet")
+	if n := len(r.ViewersLevels); n > 0 {
+		at := r.ViewersLevels[max(0, n-1)]
+		for _, lv := range r.ViewersLevels {
+			if lv.Viewers == r.ViewersPerBox {
+				at = lv
+			}
+		}
+		fmt.Fprintf(tw, "concurrent viewers held, whole pipeline on this box\t%d\theartbeats %.0f/s, p99 %.1f ms, lag p99 %.0f ms, cores %v\t-\t(figure; the seed promised 50,000 on 4 vCPU)\t%s\n",
+			r.ViewersPerBox, at.HeartbeatRPS, at.P99Ms, at.LagP99Ms, at.CPUShare, yesNo(r.ViewersPerBox >= 50_000))
+	}
 	if c := r.CPUCost; c != nil {
 		fmt.Fprintf(tw, "heartbeat CPU µs/req at %.0f/s, ingest + Redis\t%s + %s\tbare 204 handler %s\t%.2fx\t<= 2.00x\t%s\n",
 			c.Rate, medianRange(c.HeartbeatIngestUs), medianRange(c.HeartbeatRedisUs), medianRange(c.HeartbeatBareUs), c.HeartbeatRatio, yesNo(c.HeartbeatRatio > 0 && c.HeartbeatRatio <= 2))
