@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"math"
 	"slices"
 
 	"github.com/redis/go-redis/v9"
@@ -92,27 +91,9 @@ func cpuCostPhase(ctx context.Context, e *env, r *Results) error {
 // fixedRate offers src for a warm-up and a step at its own rate and returns
 // the step's figures with the CPU per request of m.
 func (e *env) fixedRate(ctx context.Context, what string, m *meter, src loadgen.Source) (Step, error) {
-	dur := e.o.warmup + e.o.step
-	c0, err := m.sample(ctx)
+	st, sum, err := e.measured(ctx, m, costRate, e.o.maxP99*100, src)
 	if err != nil {
 		return Step{}, err
-	}
-	sum, err := loadgen.Run(ctx, loadgen.Config{
-		Duration: dur, MaxRequests: int(costRate*dur.Seconds()) + 1, Workers: 4000,
-		Timeout: e.o.maxP99 * 100, Client: e.client, Warmup: e.o.warmup,
-	}, src)
-	if err != nil {
-		return Step{}, err
-	}
-	c1, err := m.sample(ctx)
-	if err != nil {
-		return Step{}, err
-	}
-	st := Step{
-		Rate: costRate, Achieved: math.Round(float64(sum.OK) / sum.SendDuration.Seconds()),
-		P50Ms: msf(sum.P50), P99Ms: msf(sum.P99), P999Ms: msf(sum.P999), ErrorRatio: sum.ErrorRatio(),
-		ServerCPUUs: usPer(c1.proc-c0.proc, sum.Sent), RedisCPUUs: usPer(c1.redis-c0.redis, sum.Sent),
-		RedisCmdUs: usPer(c1.redisCmds-c0.redisCmds, sum.Sent),
 	}
 	fmt.Fprintf(e.out, "  %-18s %5.0f/s  p50 %6.2fms  p99 %7.2fms  cpu/req %5.1fus  redis %5.1fus (commands %4.1fus)  errors %.3f%%\n",
 		what, st.Achieved, st.P50Ms, st.P99Ms, st.ServerCPUUs, st.RedisCPUUs, st.RedisCmdUs, 100*st.ErrorRatio)

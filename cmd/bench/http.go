@@ -51,27 +51,9 @@ const (
 func (e *env) search(ctx context.Context, what string, m *meter, src func(rate float64, step int) loadgen.Source) (Search, error) {
 	var s Search
 	try := func(rate float64) (Step, error) {
-		dur := e.o.warmup + e.o.step
-		c0, err := m.sample(ctx)
+		st, sum, err := e.measured(ctx, m, rate, 5*time.Second, src(rate, len(s.Steps)))
 		if err != nil {
 			return Step{}, err
-		}
-		sum, err := loadgen.Run(ctx, loadgen.Config{
-			Duration: dur, MaxRequests: int(rate*dur.Seconds()) + 1, Workers: 4000,
-			Timeout: 5 * time.Second, Client: e.client, Warmup: e.o.warmup,
-		}, src(rate, len(s.Steps)))
-		if err != nil {
-			return Step{}, err
-		}
-		c1, err := m.sample(ctx)
-		if err != nil {
-			return Step{}, err
-		}
-		st := Step{
-			Rate: math.Round(rate), Achieved: math.Round(float64(sum.OK) / sum.SendDuration.Seconds()),
-			P50Ms: msf(sum.P50), P99Ms: msf(sum.P99), P999Ms: msf(sum.P999), ErrorRatio: sum.ErrorRatio(),
-			ServerCPUUs: usPer(c1.proc-c0.proc, sum.Sent), RedisCPUUs: usPer(c1.redis-c0.redis, sum.Sent),
-			RedisCmdUs: usPer(c1.redisCmds-c0.redisCmds, sum.Sent),
 		}
 		st.Pass = sum.P99 <= e.o.maxP99 && st.ErrorRatio <= maxErrors && st.Achieved >= 0.95*rate
 		fmt.Fprintf(e.out, "  %-18s rate %7.0f/s  achieved %7.0f/s  p50 %7.2fms  p99 %8.2fms  cpu/req %4.0fus redis %3.0fus (commands %3.0fus)  errors %.3f%% %v  %s\n",
@@ -86,6 +68,33 @@ func (e *env) search(ctx context.Context, what string, m *meter, src func(rate f
 		st, err := try(rate)
 		return st.Pass, err
 	})
+}
+
+// measured offers src at rate for a warm-up and a step and returns the
+// step's figures with the CPU per request that m saw over it.
+func (e *env) measured(ctx context.Context, m *meter, rate float64, timeout time.Duration, src loadgen.Source) (Step, loadgen.Summary, error) {
+	dur := e.o.warmup + e.o.step
+	c0, err := m.sample(ctx)
+	if err != nil {
+		return Step{}, loadgen.Summary{}, err
+	}
+	sum, err := loadgen.Run(ctx, loadgen.Config{
+		Duration: dur, MaxRequests: int(rate*dur.Seconds()) + 1, Workers: 4000,
+		Timeout: timeout, Client: e.client, Warmup: e.o.warmup,
+	}, src)
+	if err != nil {
+		return Step{}, sum, err
+	}
+	c1, err := m.sample(ctx)
+	if err != nil {
+		return Step{}, sum, err
+	}
+	return Step{
+		Rate: math.Round(rate), Achieved: math.Round(float64(sum.OK) / sum.SendDuration.Seconds()),
+		P50Ms: msf(sum.P50), P99Ms: msf(sum.P99), P999Ms: msf(sum.P999), ErrorRatio: sum.ErrorRatio(),
+		ServerCPUUs: usPer(c1.proc-c0.proc, sum.Sent), RedisCPUUs: usPer(c1.redis-c0.redis, sum.Sent),
+		RedisCmdUs: usPer(c1.redisCmds-c0.redisCmds, sum.Sent),
+	}, sum, nil
 }
 
 // findRate calls try with rates from searchStart up by searchFactor until one
