@@ -68,6 +68,11 @@ type Config struct {
 	// heartbeat_skip.go answers from memory (HEARTBEAT_SKIP=false): for
 	// benchmarks of the step.
 	NoHeartbeatSkip bool
+	// WriteBehind, when set, answers the heartbeats that record no event
+	// from memory and flushes their presence to Redis within its interval
+	// (PRESENCE_WRITE_BEHIND; events.WriteBehind); the caller runs its
+	// flush loop.
+	WriteBehind *events.WriteBehind
 	// Live tunes GET /v1/live (live_sse.go); its Draining ends the streams.
 	Live LiveConfig
 	// SeatTTL is how long a seat assigned by POST /v1/groups/{master}/assign

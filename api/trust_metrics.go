@@ -2,6 +2,8 @@ package api
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/viewpulse/viewpulse/events"
 )
 
 // trustMetrics count what the player-trust measures did: rate-limit
@@ -32,6 +34,37 @@ func newTrustMetrics(s *server) *trustMetrics {
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "viewpulse_heartbeat_skip_sessions", Help: "Sessions held in memory for skipping early heartbeats.",
 			}, func() float64 { return float64(s.beats.len(s.now())) }))
+		if wb := s.WriteBehind; wb != nil {
+			registerWriteBehind(s.Registry, wb)
+		}
 	}
 	return m
+}
+
+// registerWriteBehind exports events.WriteBehind's counters.
+func registerWriteBehind(reg prometheus.Registerer, wb *events.WriteBehind) {
+	counter := func(name, help string, f func(events.WriteBehindStats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(f(wb.Stats())) })
+	}
+	gauge := func(name, help string, f func(events.WriteBehindStats) int) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
+			func() float64 { return float64(f(wb.Stats())) })
+	}
+	reg.MustRegister(
+		counter("viewpulse_write_behind_hits_total", "Heartbeats answered from memory, their presence flushed later.",
+			func(s events.WriteBehindStats) int64 { return s.Hits }),
+		counter("viewpulse_write_behind_misses_total", "Heartbeats that took their Redis step (unknown here, a record due, a stale count, or failing flushes).",
+			func(s events.WriteBehindStats) int64 { return s.Misses }),
+		counter("viewpulse_write_behind_flush_errors_total", "Presence flush calls that failed (their entries were queued again).",
+			func(s events.WriteBehindStats) int64 { return s.FlushErrors }),
+		counter("viewpulse_write_behind_flushed_total", "Presences written by flushes.",
+			func(s events.WriteBehindStats) int64 { return s.Flushed }),
+		counter("viewpulse_write_behind_gone_total", "Sessions a flush found closed or expired (forgotten, their presence not written).",
+			func(s events.WriteBehindStats) int64 { return s.Gone }),
+		gauge("viewpulse_write_behind_sessions", "Sessions held in the write-behind cache.",
+			func(s events.WriteBehindStats) int { return s.Sessions }),
+		gauge("viewpulse_write_behind_pending", "Presences answered and not yet flushed.",
+			func(s events.WriteBehindStats) int { return s.Pending }),
+	)
 }

@@ -2,9 +2,11 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/netip"
 	"regexp"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -79,6 +81,9 @@ func (s *server) handleJoin() echo.HandlerFunc {
 			return s.redisError(c, "join", err)
 		}
 		s.stepRan(res.Session, at, res.Viewers, nil)
+		if s.WriteBehind != nil {
+			s.WriteBehind.Learn(res.Session, req.UserID, at, res.Viewers)
+		}
 		return c.JSON(http.StatusOK, joinResponse{
 			SessionID: res.Session, Viewers: res.Viewers, Rejoined: res.Rejoined,
 			HeartbeatInterval: int(s.heartbeatEvery.Seconds()), Timeout: int(s.Stream.Timeout().Seconds()),
@@ -99,18 +104,41 @@ func (s *server) handleHeartbeat() echo.HandlerFunc {
 			return err
 		}
 		if n, ok := s.skipHeartbeat(req.SessionID); ok {
-			return c.JSON(http.StatusOK, map[string]int64{"viewers": n})
+			return viewersAnswer(c, n)
+		}
+		if s.WriteBehind != nil {
+			if n, ok := s.WriteBehind.Heartbeat(req.SessionID, s.now()); ok {
+				return viewersAnswer(c, n)
+			}
 		}
 		ctx, cancel := context.WithTimeout(c.Request().Context(), s.RedisTimeout)
 		defer cancel()
 		at := s.now()
-		n, err := s.Stream.Heartbeat(ctx, req.SessionID)
-		s.stepRan(req.SessionID, at, n, err)
+		res, err := s.Stream.HeartbeatStep(ctx, req.SessionID)
+		s.stepRan(req.SessionID, at, res.Viewers, err)
+		if s.WriteBehind != nil {
+			switch {
+			case err == nil:
+				s.WriteBehind.Learn(req.SessionID, res.User, at, res.Viewers)
+			case errors.Is(err, events.ErrSessionNotFound):
+				s.WriteBehind.Forget(req.SessionID)
+			}
+		}
 		if err != nil {
 			return s.redisError(c, "heartbeat", err)
 		}
-		return c.JSON(http.StatusOK, map[string]int64{"viewers": n})
+		return viewersAnswer(c, res.Viewers)
 	}
+}
+
+// viewersAnswer writes {"viewers":n} as c.JSON would (the same bytes, a
+// newline last), without its map and reflection: the heartbeat's answer.
+func viewersAnswer(c echo.Context, n int64) error {
+	var buf [48]byte
+	b := append(buf[:0], `{"viewers":`...)
+	b = strconv.AppendInt(b, n, 10)
+	b = append(b, "}\n"...)
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, b)
 }
 
 // handleLeave: POST /v1/viewers/leave, repeat-safe; also takes the text/plain
@@ -129,6 +157,9 @@ func (s *server) handleLeave() echo.HandlerFunc {
 		at := s.now()
 		closed, err := s.Stream.Leave(ctx, req.SessionID)
 		s.sessionLeft(req.SessionID, at, closed)
+		if s.WriteBehind != nil {
+			s.WriteBehind.Forget(req.SessionID)
+		}
 		if err != nil {
 			return s.redisError(c, "leave", err)
 		}

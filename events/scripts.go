@@ -214,7 +214,7 @@ return {sid, count, rejoined}
 
 // heartbeatScript: KEYS[6] is the session ID's bucket; ARGV[6] = session
 // ID, ARGV[7] = record interval ms (0: every heartbeat is appended). Returns
-// {1, live count} when the session is present, {0, 0} when it is unknown or
+// {1, live count, user} when the session is present, {0, 0} when it is unknown or
 // expired (an expired one is closed with a timeout event at its last
 // heartbeat).
 //
@@ -245,7 +245,7 @@ if every <= 0 or math.floor((now - joined) / every) ~= math.floor((last - joined
 end
 redis.call('ZADD', pk, 'GT', now, user)
 if stage ~= '' then redis.call('ZADD', stages, 'GT', now, stage) end
-return {1, live_count()}
+return {1, live_count(), user}
 `)
 
 // leaveScript: KEYS[6] is the session ID's bucket; ARGV[6] = session ID.
@@ -302,4 +302,45 @@ if redis.call('ZCARD', pk) == 0 then
   end
 end
 return closed
+`)
+
+// presenceScript is WriteBehind's flush of one partition: KEYS[1] =
+// stages, KEYS[2] = stagenames, then KEYS[1+2i], KEYS[2+2i] = the presence
+// and members of stage i; ARGV[1..2] = {now ms, heartbeat timeout ms}, then
+// per stage: StageHash, n, and n × {user, session ID, heartbeat ms}. A
+// presence is written (never lowered) only while the stage's members hash
+// still names that session for the user and the user's presence has not
+// expired: a closed or expired session is never brought back; its index
+// (1-based, within its stage) is returned as gone. Appends nothing: these
+// heartbeats record no event. Returns, per stage, {live count, {gone…}}.
+var presenceScript = redis.NewScript(`
+local stages, names = KEYS[1], KEYS[2]
+local now, timeout = tonumber(ARGV[1]), tonumber(ARGV[2])
+local out = {}
+local a, k = 3, 3
+while a <= #ARGV do
+  local h, n = ARGV[a], tonumber(ARGV[a+1])
+  a = a + 2
+  local pk, mk = KEYS[k], KEYS[k+1]
+  k = k + 2
+  local gone, newest = {}, 0
+  for i = 1, n do
+    local user, sid, ts = ARGV[a], ARGV[a+1], tonumber(ARGV[a+2])
+    a = a + 3
+    local s = redis.call('ZSCORE', pk, user)
+    if s and tonumber(s) > now - timeout and redis.call('HGET', mk, user) == sid then
+      redis.call('ZADD', pk, 'GT', ts, user)
+      if ts > newest then newest = ts end
+    else
+      gone[#gone+1] = i
+    end
+  end
+  if newest > 0 then
+    local stage = redis.call('HGET', names, h)
+    if stage then redis.call('ZADD', stages, 'GT', newest, stage) end
+  end
+  out[#out+1] = redis.call('ZCOUNT', pk, '(' .. (now - timeout), '+inf')
+  out[#out+1] = gone
+end
+return out
 `)

@@ -207,18 +207,32 @@ func (s *Stream) Join(ctx context.Context, r JoinRequest) (JoinResult, error) {
 // returning the stage's live count. Errors: ErrSessionNotFound,
 // ErrBackpressure, and those of Join.
 func (s *Stream) Heartbeat(ctx context.Context, session string) (int64, error) {
+	r, err := s.HeartbeatStep(ctx, session)
+	return r.Viewers, err
+}
+
+// HeartbeatResult is what a heartbeat step found: the stage's live count,
+// and the session's user (for WriteBehind.Learn).
+type HeartbeatResult struct {
+	Viewers int64
+	User    string
+}
+
+// HeartbeatStep is Heartbeat, also returning the session's user.
+func (s *Stream) HeartbeatStep(ctx context.Context, session string) (HeartbeatResult, error) {
 	keys, h, ok := s.sessionKeys(session)
 	if !ok {
-		return 0, ErrSessionNotFound
+		return HeartbeatResult{}, ErrSessionNotFound
 	}
 	res, err := s.run(ctx, heartbeatScript, keys, h, s.Now(), s.MaxLen, session, s.RecordEvery.Milliseconds())
 	if err != nil {
-		return 0, fmt.Errorf("heartbeat: %w", err)
+		return HeartbeatResult{}, fmt.Errorf("heartbeat: %w", err)
 	}
 	if res[0].(int64) == 0 {
-		return 0, ErrSessionNotFound
+		return HeartbeatResult{}, ErrSessionNotFound
 	}
-	return res[1].(int64), nil
+	user, _ := res[2].(string)
+	return HeartbeatResult{Viewers: res[1].(int64), User: user}, nil
 }
 
 // Leave closes the session with a leave event (or a timeout event, when it was

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/viewpulse/viewpulse/api"
+	"github.com/viewpulse/viewpulse/events"
 	"github.com/viewpulse/viewpulse/internal/config"
 	"github.com/viewpulse/viewpulse/internal/ops"
 	"github.com/viewpulse/viewpulse/internal/ratelimit"
@@ -63,6 +64,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		env.Fail("SEAT_TTL", "a duration from 1s to 1h", seatTTL.String())
 	}
 	limits := readLimits(env) // limits.go
+	writeBehind := env.Bool("PRESENCE_WRITE_BEHIND", false)
+	flushEvery := env.Duration("PRESENCE_FLUSH_INTERVAL", events.DefaultFlushEvery)
+	if flushEvery < 10*time.Millisecond || flushEvery > time.Second {
+		env.Fail("PRESENCE_FLUSH_INTERVAL", "a duration from 10ms to 1s", flushEvery.String())
+	}
 	var dbURL, readURL string
 	if readAPI {
 		dbURL = config.DatabaseURL(env)
@@ -120,6 +126,17 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		CORSOrigins:     corsOrigins,
 		SeatTTL:         seatTTL,
 	}
+	// Presence write-behind (events.WriteBehind): its loop stops after the
+	// HTTP server has drained, with a last flush of what was answered.
+	flushCtx, stopFlush := context.WithCancel(context.Background())
+	flushed := make(chan struct{})
+	if writeBehind {
+		cfg.WriteBehind = stream.NewWriteBehind(flushEvery)
+		go func() { defer close(flushed); cfg.WriteBehind.Run(flushCtx) }()
+	} else {
+		close(flushed)
+	}
+	defer func() { stopFlush(); <-flushed }()
 	// Which stages are placed by their group's master: read every second,
 	// so that a group change made through another ingest is followed.
 	placeCtx, stopPlace := context.WithCancel(ctx)
@@ -209,6 +226,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	stopFlush()
+	<-flushed
 	log.Info("ingest stopped")
 	return nil
 }
