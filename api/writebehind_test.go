@@ -243,7 +243,7 @@ func TestWriteBehindFlushNeverResurrects(t *testing.T) {
 
 // TestWriteBehindTwoProcessesKeepTheCountExact: 60 viewers join, heartbeat
 // and leave through two processes at random for 10 simulated minutes with
-// flushes in between; 20 of them go silent halfway. The live count matches
+// flushes in between; 20 of them go silent halfway (those not left by then). The live count matches
 // the model at every flush, the silent ones leave it within the timeout
 // (the sweep closes them), and the stream holds only joins, leaves,
 // timeouts and the recorded heartbeats.
@@ -329,8 +329,14 @@ func TestWriteBehindTwoProcessesKeepTheCountExact(t *testing.T) {
 		e, _ := events.Decode(m.ID, m.Values)
 		types[e.Type]++
 	}
-	if types[events.Timeout] != 20 {
-		t.Fatalf("events %v, want 20 timeouts", types)
+	silent := 0
+	for _, v := range present {
+		if v.silent {
+			silent++
+		}
+	}
+	if types[events.Timeout] != silent || types[events.Leave] != 60-len(present) {
+		t.Fatalf("events %v, want %d timeouts and %d leaves", types, silent, 60-len(present))
 	}
 	// 40 viewers heartbeating for 10 minutes record at most 2 intervals each
 	if types[events.Heartbeat] > 2*40+2*20 {
