@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 
@@ -34,6 +38,13 @@ type CPUCost struct {
 	JoinRedisUs       []float64 `json:"join_redis_us"`
 	HeartbeatRatio    float64   `json:"heartbeat_ratio"` // target <= 2.0
 	JoinRatio         float64   `json:"join_ratio"`      // target <= 3.5
+	// The same heartbeats through an ingest with PRESENCE_WRITE_BEHIND=true
+	// (a third process, its own prefix), in the same alternation.
+	HeartbeatWBIngestUs []float64 `json:"heartbeat_wb_ingest_us"`
+	HeartbeatWBRedisUs  []float64 `json:"heartbeat_wb_redis_us"`
+	HeartbeatWBRatio    float64   `json:"heartbeat_wb_ratio"`
+	// Hits of the write-behind ingest's cache over its heartbeats.
+	WBHitRatio float64 `json:"wb_hit_ratio"`
 }
 
 func cpuCostPhase(ctx context.Context, e *env, r *Results) error {
@@ -45,10 +56,17 @@ func cpuCostPhase(ctx context.Context, e *env, r *Results) error {
 		m        *meter
 		sessions []string
 	}
+	wbPrefix := "vpbench-wb-" + randomID()
+	e.prefixes = append(e.prefixes, wbPrefix)
+	wb, err := e.startIngest(ctx, "ingest-wb", e.o.redisURL, wbPrefix, "PRESENCE_WRITE_BEHIND=true")
+	if err != nil {
+		return err
+	}
+	defer e.stopProc(wb)
 	var targets []target
-	for _, p := range []*proc{e.ceiling, e.ingest} {
+	for _, p := range []*proc{e.ceiling, e.ingest, wb} {
 		t := target{p: p, m: &meter{pid: p.cmd.Process.Pid}}
-		if p == e.ingest {
+		if p != e.ceiling {
 			t.m.redis = []*redis.Client{e.rdb}
 		}
 		lt := loadgen.Target{Base: p.url}
@@ -65,6 +83,11 @@ func cpuCostPhase(ctx context.Context, e *env, r *Results) error {
 			hb, err := e.fixedRate(ctx, t.p.name+" heartbeat", t.m, loadgen.Heartbeats(lt, costRate, t.sessions))
 			if err != nil {
 				return err
+			}
+			if t.p == wb { // its joins are ingest's
+				c.HeartbeatWBIngestUs = append(c.HeartbeatWBIngestUs, hb.ServerCPUUs)
+				c.HeartbeatWBRedisUs = append(c.HeartbeatWBRedisUs, hb.RedisCPUUs)
+				continue
 			}
 			join, err := e.fixedRate(ctx, t.p.name+" join", t.m,
 				loadgen.Joins(lt, costRate, stages, fmt.Sprintf("%s-%s-cost-%d", run, t.p.name, rep)))
@@ -84,6 +107,10 @@ func cpuCostPhase(ctx context.Context, e *env, r *Results) error {
 	}
 	c.HeartbeatRatio = costRatio(c.HeartbeatIngestUs, c.HeartbeatRedisUs, c.HeartbeatBareUs)
 	c.JoinRatio = costRatio(c.JoinIngestUs, c.JoinRedisUs, c.JoinBareUs)
+	c.HeartbeatWBRatio = costRatio(c.HeartbeatWBIngestUs, c.HeartbeatWBRedisUs, c.HeartbeatBareUs)
+	if hits, misses, err := writeBehindCounts(ctx, e.client, wb); err == nil && hits+misses > 0 {
+		c.WBHitRatio = round2(hits / (hits + misses))
+	}
 	r.CPUCost = c
 	return nil
 }
@@ -130,4 +157,33 @@ func medianRange(xs []float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.1f (%.1f–%.1f)", median(xs), slices.Min(xs), slices.Max(xs))
+}
+
+// writeBehindCounts reads the write-behind hit and miss counters of p's
+// /metrics.
+func writeBehindCounts(ctx context.Context, client *http.Client, p *proc) (hits, misses float64, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url+"/metrics", nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		f, _ := strconv.ParseFloat(v, 64)
+		switch name {
+		case "viewpulse_write_behind_hits_total":
+			hits = f
+		case "viewpulse_write_behind_misses_total":
+			misses = f
+		}
+	}
+	return hits, misses, sc.Err()
 }
