@@ -38,12 +38,14 @@ type CPUCost struct {
 	JoinRedisUs       []float64 `json:"join_redis_us"`
 	HeartbeatRatio    float64   `json:"heartbeat_ratio"` // target <= 2.0
 	JoinRatio         float64   `json:"join_ratio"`      // target <= 3.5
-	// The same heartbeats through an ingest with PRESENCE_WRITE_BEHIND=true
-	// (a third process, its own prefix), in the same alternation.
-	HeartbeatWBIngestUs []float64 `json:"heartbeat_wb_ingest_us"`
-	HeartbeatWBRedisUs  []float64 `json:"heartbeat_wb_redis_us"`
-	HeartbeatWBRatio    float64   `json:"heartbeat_wb_ratio"`
-	// Hits of the write-behind ingest's cache over its heartbeats.
+	// The same heartbeats through an ingest with PRESENCE_WRITE_BEHIND=false
+	// (a third process, its own prefix; every heartbeat runs its Redis step
+	// before the answer), in the same alternation: the baseline of
+	// write-behind, which the bench's ingest runs as deployed (on).
+	HeartbeatStepIngestUs []float64 `json:"heartbeat_step_ingest_us"`
+	HeartbeatStepRedisUs  []float64 `json:"heartbeat_step_redis_us"`
+	HeartbeatStepRatio    float64   `json:"heartbeat_step_ratio"`
+	// Hits of ingest's write-behind cache over its heartbeats.
 	WBHitRatio float64 `json:"wb_hit_ratio"`
 }
 
@@ -56,15 +58,15 @@ func cpuCostPhase(ctx context.Context, e *env, r *Results) error {
 		m        *meter
 		sessions []string
 	}
-	wbPrefix := "vpbench-wb-" + randomID()
-	e.prefixes = append(e.prefixes, wbPrefix)
-	wb, err := e.startIngest(ctx, "ingest-wb", e.o.redisURL, wbPrefix, "PRESENCE_WRITE_BEHIND=true")
+	stepPrefix := "vpbench-step-" + randomID()
+	e.prefixes = append(e.prefixes, stepPrefix)
+	step, err := e.startIngest(ctx, "ingest-step", e.o.redisURL, stepPrefix, "PRESENCE_WRITE_BEHIND=false")
 	if err != nil {
 		return err
 	}
-	defer e.stopProc(wb)
+	defer e.stopProc(step)
 	var targets []target
-	for _, p := range []*proc{e.ceiling, e.ingest, wb} {
+	for _, p := range []*proc{e.ceiling, e.ingest, step} {
 		t := target{p: p, m: &meter{pid: p.cmd.Process.Pid}}
 		if p != e.ceiling {
 			t.m.redis = []*redis.Client{e.rdb}
@@ -84,9 +86,9 @@ func cpuCostPhase(ctx context.Context, e *env, r *Results) error {
 			if err != nil {
 				return err
 			}
-			if t.p == wb { // its joins are ingest's
-				c.HeartbeatWBIngestUs = append(c.HeartbeatWBIngestUs, hb.ServerCPUUs)
-				c.HeartbeatWBRedisUs = append(c.HeartbeatWBRedisUs, hb.RedisCPUUs)
+			if t.p == step { // its joins are ingest's
+				c.HeartbeatStepIngestUs = append(c.HeartbeatStepIngestUs, hb.ServerCPUUs)
+				c.HeartbeatStepRedisUs = append(c.HeartbeatStepRedisUs, hb.RedisCPUUs)
 				continue
 			}
 			join, err := e.fixedRate(ctx, t.p.name+" join", t.m,
@@ -107,8 +109,8 @@ func cpuCostPhase(ctx context.Context, e *env, r *Results) error {
 	}
 	c.HeartbeatRatio = costRatio(c.HeartbeatIngestUs, c.HeartbeatRedisUs, c.HeartbeatBareUs)
 	c.JoinRatio = costRatio(c.JoinIngestUs, c.JoinRedisUs, c.JoinBareUs)
-	c.HeartbeatWBRatio = costRatio(c.HeartbeatWBIngestUs, c.HeartbeatWBRedisUs, c.HeartbeatBareUs)
-	if hits, misses, err := writeBehindCounts(ctx, e.client, wb); err == nil && hits+misses > 0 {
+	c.HeartbeatStepRatio = costRatio(c.HeartbeatStepIngestUs, c.HeartbeatStepRedisUs, c.HeartbeatBareUs)
+	if hits, misses, err := writeBehindCounts(ctx, e.client, e.ingest); err == nil && hits+misses > 0 {
 		c.WBHitRatio = round2(hits / (hits + misses))
 	}
 	r.CPUCost = c

@@ -64,7 +64,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		env.Fail("SEAT_TTL", "a duration from 1s to 1h", seatTTL.String())
 	}
 	limits := readLimits(env) // limits.go
-	writeBehind := env.Bool("PRESENCE_WRITE_BEHIND", false)
+	writeBehind := env.Bool("PRESENCE_WRITE_BEHIND", true)
 	flushEvery := env.Duration("PRESENCE_FLUSH_INTERVAL", events.DefaultFlushEvery)
 	if flushEvery < 10*time.Millisecond || flushEvery > time.Second {
 		env.Fail("PRESENCE_FLUSH_INTERVAL", "a duration from 10ms to 1s", flushEvery.String())

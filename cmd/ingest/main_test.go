@@ -53,9 +53,10 @@ func TestRunServesAndDrains(t *testing.T) {
 }
 
 func TestRunRefusesInvalidConfig(t *testing.T) {
-	env := map[string]string{"HEARTBEAT_TIMEOUT": "soon", "TRUSTED_PROXIES": "10.0.0.0/8,not-a-cidr"}
+	env := map[string]string{"HEARTBEAT_TIMEOUT": "soon", "TRUSTED_PROXIES": "10.0.0.0/8,not-a-cidr", "PRESENCE_FLUSH_INTERVAL": "5s"}
 	err := run(context.Background(), nil, func(k string) string { return env[k] }, &bytes.Buffer{})
-	if err == nil || !strings.Contains(err.Error(), "HEARTBEAT_TIMEOUT") || !strings.Contains(err.Error(), "TRUSTED_PROXIES") {
+	if err == nil || !strings.Contains(err.Error(), "HEARTBEAT_TIMEOUT") || !strings.Contains(err.Error(), "TRUSTED_PROXIES") ||
+		!strings.Contains(err.Error(), "PRESENCE_FLUSH_INTERVAL") {
 		t.Fatalf("err = %v", err)
 	}
 }
