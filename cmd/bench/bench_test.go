@@ -299,3 +299,39 @@ func TestProjectionLag(t *testing.T) {
 	rdb.XAck(ctx, keys.Stream(), projector.DefaultGroup, msgs[0].ID)
 	lag(0)
 }
+
+// The heartbeat figure is the median ratio of the alternating searches, the
+// pair that gave it shown as the rates, and the row fails when any ratio is
+// below 0.5.
+func TestHeartbeatSearchesMedianRatio(t *testing.T) {
+	s := func(rps float64) Search { return Search{Best: Step{Achieved: rps}} }
+	r := &Results{
+		HeartbeatRuns:        []Search{s(6000), s(4000), s(9000)},
+		HeartbeatCeilingRuns: []Search{s(10000), s(10000), s(10000)},
+	}
+	r.compute()
+	if r.HeartbeatRatio != 0.6 || r.HeartbeatRPS != 6000 || r.HeartbeatCeilingRPS != 10000 {
+		t.Fatalf("ratio %v at %v/%v, want 0.6 at 6000/10000 (ratios %v)", r.HeartbeatRatio, r.HeartbeatRPS, r.HeartbeatCeilingRPS, r.HeartbeatRatios)
+	}
+	var b strings.Builder
+	r.Table(&b)
+	if line := lineWith(b.String(), "median of 3 searches"); !strings.HasSuffix(strings.TrimSpace(line), "NO") {
+		t.Fatalf("a run at 0.4x must fail the row: %q", line)
+	}
+	r.HeartbeatRuns[1] = s(5500)
+	r.compute()
+	b.Reset()
+	r.Table(&b)
+	if line := lineWith(b.String(), "median of 3 searches"); !strings.HasSuffix(strings.TrimSpace(line), "yes") || r.HeartbeatRatio != 0.6 {
+		t.Fatalf("ratios %v: %q", r.HeartbeatRatios, line)
+	}
+}
+
+func lineWith(s, sub string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			return l
+		}
+	}
+	return ""
+}

@@ -135,39 +135,55 @@ func findRate(try func(rate float64) (bool, error)) error {
 func httpPhase(ctx context.Context, e *env, r *Results) error {
 	stages := loadgen.Stages(200)
 	run := randomID()
+	meters := map[*proc]*meter{}
 	for _, target := range []*proc{e.ceiling, e.ingest} {
-		m := &meter{pid: target.cmd.Process.Pid}
+		meters[target] = &meter{pid: target.cmd.Process.Pid}
 		if target == e.ingest {
-			m.redis = []*redis.Client{e.rdb}
+			meters[target].redis = []*redis.Client{e.rdb}
 		}
-		hb, sessions, err := e.searchHeartbeats(ctx, target, m, stages, run)
-		if err != nil {
-			return err
-		}
-		if target == e.ingest && e.o.sseClients > 0 {
-			// The same search with operators' dashboards connected: the
-			// live hub's reads and fan-out beside the heartbeat path.
-			t := loadgen.Target{Base: target.url}
-			streams := loadgen.OpenStreams(ctx, target.url, "", e.o.sseClients, 5*time.Second)
-			fmt.Fprintf(e.out, "  %s\n", streams)
-			withSSE, err := e.search(ctx, fmt.Sprintf("%s heartbeat, %d SSE clients", target.name, e.o.sseClients), m, func(rate float64, _ int) loadgen.Source {
-				return loadgen.Heartbeats(t, rate, sessions)
-			})
-			connected := int(streams.Connected.Load())
-			streams.Close()
+	}
+	// The heartbeat searches, e.o.searches times, alternating (bare, ingest,
+	// bare, …) so that a drift of the machine falls on both alike; each
+	// over a fresh pool (the previous one has timed out meanwhile).
+	var sessions []string
+	for rep := range e.o.searches {
+		for _, target := range []*proc{e.ceiling, e.ingest} {
+			hb, pool, err := e.searchHeartbeats(ctx, target, meters[target], stages, fmt.Sprintf("%s-%d", run, rep))
 			if err != nil {
 				return err
 			}
-			r.HeartbeatSSE, r.SSEClients = &withSSE, connected
+			if target == e.ceiling {
+				r.HeartbeatCeilingRuns = append(r.HeartbeatCeilingRuns, hb)
+			} else {
+				r.HeartbeatRuns, sessions = append(r.HeartbeatRuns, hb), pool
+			}
 		}
-		join, err := e.searchJoins(ctx, target, m, stages, run)
+	}
+	if e.o.sseClients > 0 {
+		// The same search with operators' dashboards connected: the
+		// live hub's reads and fan-out beside the heartbeat path.
+		t := loadgen.Target{Base: e.ingest.url}
+		streams := loadgen.OpenStreams(ctx, e.ingest.url, "", e.o.sseClients, 5*time.Second)
+		fmt.Fprintf(e.out, "  %s\n", streams)
+		withSSE, err := e.search(ctx, fmt.Sprintf("%s heartbeat, %d SSE clients", e.ingest.name, e.o.sseClients), meters[e.ingest], func(rate float64, _ int) loadgen.Source {
+			return loadgen.Heartbeats(t, rate, sessions)
+		})
+		connected := int(streams.Connected.Load())
+		streams.Close()
+		if err != nil {
+			return err
+		}
+		r.HeartbeatSSE, r.SSEClients = &withSSE, connected
+	}
+	for _, target := range []*proc{e.ceiling, e.ingest} {
+		join, err := e.searchJoins(ctx, target, meters[target], stages, run)
 		if err != nil {
 			return err
 		}
 		if target == e.ceiling {
-			r.HeartbeatCeiling, r.JoinCeiling = hb, join
+			r.JoinCeiling = join
 		} else {
-			r.Heartbeat, r.Join = hb, join
+			r.Join = join
 		}
 	}
 	return nil

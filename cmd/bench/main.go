@@ -51,6 +51,7 @@ type options struct {
 	limits                bool
 	sseClients            int
 	viewersHold           time.Duration
+	searches              int
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -87,6 +88,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.DurationVar(&o.steady, "steady", 3*time.Minute, "steady viewer load with trimming on, for the bounded-memory figure")
 	fs.DurationVar(&o.steadyRef, "steady-ref", 2*time.Minute, "memory at this point of the steady load is the reference")
 	fs.BoolVar(&o.limits, "limits", false, "keep ingest's join rate limits on (at a rate the load never reaches) to measure their cost")
+	fs.IntVar(&o.searches, "searches", 3, "http phase: heartbeat rate searches of each of the bare handler and ingest, alternating; the figure is the median ratio")
 	fs.IntVar(&o.sseClients, "sse-clients", 0, "http phase: also search ingest's heartbeat rate with this many GET /v1/live streams held open (1000: the operators' figure)")
 	skip := fs.String("skip", "", "comma-separated phases to leave out: "+strings.Join(names, ", "))
 	if err := fs.Parse(args); err != nil {
@@ -99,8 +101,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		o.skip[s] = true
 	}
-	if o.steadyRef >= o.steady || o.step <= 0 || o.warmup < 0 || o.viewers <= 0 || o.events <= 0 {
-		return fmt.Errorf("invalid flags: need 0 < steady-ref < steady, step > 0, viewers > 0, events > 0")
+	if o.steadyRef >= o.steady || o.step <= 0 || o.warmup < 0 || o.viewers <= 0 || o.events <= 0 || o.searches < 1 {
+		return fmt.Errorf("invalid flags: need 0 < steady-ref < steady, step > 0, viewers > 0, events > 0, searches > 0")
 	}
 
 	began := time.Now()

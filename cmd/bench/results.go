@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"text/tabwriter"
 )
 
@@ -80,8 +82,14 @@ type Results struct {
 
 	HeartbeatCeiling Search `json:"heartbeat_ceiling_search"`
 	Heartbeat        Search `json:"heartbeat_search"`
-	JoinCeiling      Search `json:"join_ceiling_search"`
-	Join             Search `json:"join_search"`
+	// Every heartbeat search of the http phase (-searches, alternating);
+	// Heartbeat and HeartbeatCeiling are the pair of the median ratio.
+	HeartbeatRuns        []Search  `json:"heartbeat_searches,omitempty"`
+	HeartbeatCeilingRuns []Search  `json:"heartbeat_ceiling_searches,omitempty"`
+	HeartbeatRatios      []float64 `json:"heartbeat_ratios,omitempty"`
+	HeartbeatRatio       float64   `json:"heartbeat_ratio"` // median; target >= 0.6, none below 0.5
+	JoinCeiling          Search    `json:"join_ceiling_search"`
+	Join                 Search    `json:"join_search"`
 	// Joins against a Redis with the append-only file on, per fsync policy.
 	JoinEverysec Search `json:"join_aof_everysec_search"`
 	// Ingest's heartbeats with SSEClients streams of GET /v1/live open
@@ -104,6 +112,21 @@ type Results struct {
 }
 
 func (r *Results) compute() {
+	if n := min(len(r.HeartbeatRuns), len(r.HeartbeatCeilingRuns)); n > 0 {
+		r.HeartbeatRatios = nil
+		for i := range n {
+			r.HeartbeatRatios = append(r.HeartbeatRatios, ratioOf(r.HeartbeatRuns[i].Best.Achieved, r.HeartbeatCeilingRuns[i].Best.Achieved))
+		}
+		r.HeartbeatRatio = median(r.HeartbeatRatios)
+		// the pair whose ratio is the median (the lower middle of an even count)
+		order := make([]int, n)
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortFunc(order, func(a, b int) int { return cmp.Compare(r.HeartbeatRatios[a], r.HeartbeatRatios[b]) })
+		mid := order[(n-1)/2]
+		r.Heartbeat, r.HeartbeatCeiling = r.HeartbeatRuns[mid], r.HeartbeatCeilingRuns[mid]
+	}
 	r.HeartbeatRPS, r.HeartbeatP99Ms = r.Heartbeat.Best.Achieved, r.Heartbeat.Best.P99Ms
 	r.JoinRPS, r.JoinP99Ms = r.Join.Best.Achieved, r.Join.Best.P99Ms
 	r.HeartbeatCeilingRPS, r.JoinCeilingRPS = r.HeartbeatCeiling.Best.Achieved, r.JoinCeiling.Best.Achieved
@@ -154,7 +177,13 @@ func (r *Results) Table(w io.Writer) {
 		}
 		fmt.Fprintf(tw, "%s\t%.0f %s\t%s %.0f\t%.2fx\t>= %.2fx\t%s\n", name, v, unit, baseName, base, q, target, yesNo(v > 0 && q >= target))
 	}
-	ratio("heartbeats/s, p99 <= 50 ms", r.HeartbeatRPS, r.HeartbeatCeilingRPS, 0.5, "/s", "bare 204 handler")
+	if len(r.HeartbeatRatios) > 1 {
+		fmt.Fprintf(tw, "heartbeats/s, p99 <= 50 ms, median of %d searches\t%.0f /s\tbare 204 handler %.0f (ratios %v)\t%.2fx\t>= 0.60x, none < 0.50x\t%s\n",
+			len(r.HeartbeatRatios), r.HeartbeatRPS, r.HeartbeatCeilingRPS, r.HeartbeatRatios, r.HeartbeatRatio,
+			yesNo(r.HeartbeatRatio >= 0.6 && slices.Min(r.HeartbeatRatios) >= 0.5))
+	} else {
+		ratio("heartbeats/s, p99 <= 50 ms", r.HeartbeatRPS, r.HeartbeatCeilingRPS, 0.5, "/s", "bare 204 handler")
+	}
 	ratio("joins/s, p99 <= 50 ms", r.JoinRPS, r.JoinCeilingRPS, 0.35, "/s", "bare 204 handler")
 	ratio("projector events/s", r.ProjectorEventsPerS, r.CopyCeilingRowsPerS, 0.5, "/s", "raw COPY rows/s")
 	ratio("projector events/s", r.ProjectorEventsPerS, r.SeedPatternEventsPerS, 10, "/s", "seed pattern events/s")
