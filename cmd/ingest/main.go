@@ -206,6 +206,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 			mux := http.NewServeMux()
 			mux.HandleFunc("/debug/pprof/", pprof.Index)
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace) // runtime/trace: GC, scheduling, syscalls
 			psrv := &http.Server{Addr: pprofAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: ops.ErrorLog(log)}
 			log.Warn("pprof served", "addr", pprofAddr, "err", psrv.ListenAndServe())
 		}()
