@@ -41,30 +41,33 @@ func newTrustMetrics(s *server) *trustMetrics {
 	return m
 }
 
-// registerWriteBehind exports events.WriteBehind's counters.
+// registerWriteBehind exports events.WriteBehind's counters and sizes.
 func registerWriteBehind(reg prometheus.Registerer, wb *events.WriteBehind) {
-	counter := func(name, help string, f func(events.WriteBehindStats) int64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
-			func() float64 { return float64(f(wb.Stats())) })
+	for _, m := range []struct {
+		name, help string
+		gauge      bool
+		value      func(events.WriteBehindStats) float64
+	}{
+		{"viewpulse_write_behind_hits_total", "Heartbeats answered from memory, their presence flushed later.", false,
+			func(s events.WriteBehindStats) float64 { return float64(s.Hits) }},
+		{"viewpulse_write_behind_misses_total", "Heartbeats that took their Redis step (unknown here, a record due, a stale count, or failing flushes).", false,
+			func(s events.WriteBehindStats) float64 { return float64(s.Misses) }},
+		{"viewpulse_write_behind_flush_errors_total", "Presence flush calls that failed (their entries were queued again).", false,
+			func(s events.WriteBehindStats) float64 { return float64(s.FlushErrors) }},
+		{"viewpulse_write_behind_flushed_total", "Presences written by flushes.", false,
+			func(s events.WriteBehindStats) float64 { return float64(s.Flushed) }},
+		{"viewpulse_write_behind_gone_total", "Sessions a flush found closed or expired (forgotten, their presence not written).", false,
+			func(s events.WriteBehindStats) float64 { return float64(s.Gone) }},
+		{"viewpulse_write_behind_sessions", "Sessions held in the write-behind cache.", true,
+			func(s events.WriteBehindStats) float64 { return float64(s.Sessions) }},
+		{"viewpulse_write_behind_pending", "Presences answered and not yet flushed.", true,
+			func(s events.WriteBehindStats) float64 { return float64(s.Pending) }},
+	} {
+		read := func() float64 { return m.value(wb.Stats()) }
+		if m.gauge {
+			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: m.name, Help: m.help}, read))
+		} else {
+			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: m.name, Help: m.help}, read))
+		}
 	}
-	gauge := func(name, help string, f func(events.WriteBehindStats) int) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
-			func() float64 { return float64(f(wb.Stats())) })
-	}
-	reg.MustRegister(
-		counter("viewpulse_write_behind_hits_total", "Heartbeats answered from memory, their presence flushed later.",
-			func(s events.WriteBehindStats) int64 { return s.Hits }),
-		counter("viewpulse_write_behind_misses_total", "Heartbeats that took their Redis step (unknown here, a record due, a stale count, or failing flushes).",
-			func(s events.WriteBehindStats) int64 { return s.Misses }),
-		counter("viewpulse_write_behind_flush_errors_total", "Presence flush calls that failed (their entries were queued again).",
-			func(s events.WriteBehindStats) int64 { return s.FlushErrors }),
-		counter("viewpulse_write_behind_flushed_total", "Presences written by flushes.",
-			func(s events.WriteBehindStats) int64 { return s.Flushed }),
-		counter("viewpulse_write_behind_gone_total", "Sessions a flush found closed or expired (forgotten, their presence not written).",
-			func(s events.WriteBehindStats) int64 { return s.Gone }),
-		gauge("viewpulse_write_behind_sessions", "Sessions held in the write-behind cache.",
-			func(s events.WriteBehindStats) int { return s.Sessions }),
-		gauge("viewpulse_write_behind_pending", "Presences answered and not yet flushed.",
-			func(s events.WriteBehindStats) int { return s.Pending }),
-	)
 }
