@@ -280,6 +280,11 @@ func (w *WriteBehind) Flush(ctx context.Context) error {
 		sh.mu.Unlock()
 	}
 	if len(items) == 0 {
+		// nothing queued (what failed was forgotten since): the fast path
+		// comes back once Redis answers
+		if w.failing.Load() && w.s.rdb.Ping(ctx).Err() == nil {
+			w.failing.Store(false)
+		}
 		return nil
 	}
 	w.flushes.Add(1)
