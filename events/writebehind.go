@@ -3,10 +3,11 @@ package events
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/oklog/ulid/v2"
 )
 
 // WriteBehind answers the common heartbeat, one that records no event, from
@@ -160,7 +161,7 @@ func (w *WriteBehind) Learn(sid, user string, at time.Time, viewers int64) {
 	t := at.UnixMilli()
 	st := w.stage(ref.Partition, sid[26:28]+ref.Stage, ref.Stage)
 	st.set(viewers, t)
-	joined, _ := ulidMs(sid)
+	joined := int64(ulid.MustParseStrict(sid[:26]).Time()) // ParseSessionID checked it
 	sh := w.shard(sid)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -407,17 +408,4 @@ func (w *WriteBehind) Stats() WriteBehindStats {
 		sh.mu.Unlock()
 	}
 	return st
-}
-
-// ulidMs is the time part of a session ID's ULID, in Unix ms.
-func ulidMs(sid string) (int64, bool) {
-	var n int64
-	for i := 0; i < 10; i++ {
-		v := strings.IndexByte(crockford, sid[i])
-		if v < 0 {
-			return 0, false
-		}
-		n = n*32 + int64(v)
-	}
-	return n, true
 }
