@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -273,28 +270,7 @@ func TestDrillSlowRedis(t *testing.T) {
 // goroutines reads go_goroutines from a process's /metrics.
 func goroutines(t *testing.T, addr string) int {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var sb strings.Builder
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := resp.Body.Read(buf)
-		sb.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	for _, line := range strings.Split(sb.String(), "\n") {
-		if strings.HasPrefix(line, "go_goroutines ") {
-			n, _ := strconv.ParseFloat(strings.TrimPrefix(line, "go_goroutines "), 64)
-			return int(n)
-		}
-	}
-	t.Fatal("no go_goroutines in /metrics")
-	return 0
+	return int(metricValue(t, addr, "go_goroutines"))
 }
 
 // waitProjected waits until every consumer group has acknowledged every entry.

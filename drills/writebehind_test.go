@@ -1,13 +1,9 @@
 package drills
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -138,23 +134,4 @@ func TestDrillIngestKill9WithWriteBehind(t *testing.T) {
 	}
 	t.Logf("kill -9 with write-behind: %v heartbeats answered from memory by the victim, %d sessions' last presence lost (all answered within %v of the kill), no event lost",
 		hits, lost, killed.Sub(horizon))
-}
-
-// metricValue reads one unlabelled sample from addr's /metrics.
-func metricValue(t *testing.T, addr, name string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), " "); ok && k == name {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	t.Fatalf("%s not in /metrics", name)
-	return 0
 }
