@@ -66,8 +66,8 @@ func (s *server) limitByAPIKey(next echo.HandlerFunc) echo.HandlerFunc {
 // slower than ctx allows) lets the request through and is counted: a limit
 // is protection, not a dependency. Errors: 429 rate_limited.
 func (s *server) limit(ctx context.Context, checks ...ratelimit.Check) error {
-	if s.Limits.Limiter == nil {
-		return nil
+	if s.Limits.Limiter == nil || allOff(checks) {
+		return nil // no Redis step, so no budget to carve
 	}
 	// At most half of the request's Redis budget: a limiter that fails
 	// (and lets the request through) leaves the step the other half.
@@ -84,4 +84,13 @@ func (s *server) limit(ctx context.Context, checks ...ratelimit.Check) error {
 		return rateLimited(res.RetryAfter)
 	}
 	return nil
+}
+
+func allOff(checks []ratelimit.Check) bool {
+	for _, c := range checks {
+		if !c.Rate.Off() {
+			return false
+		}
+	}
+	return true
 }

@@ -161,9 +161,9 @@ func (t *tokens) verify(raw string) (viewer, string, error) {
 	}
 	v := viewer{Stage: cl.Resource, User: cl.UserID, Participant: cl.ID}
 	switch {
-	case v.Stage == "" || len(v.Stage) > maxARN || !stageARN.MatchString(v.Stage):
+	case v.Stage == "" || len(v.Stage) > maxARN || !isStageARN(v.Stage):
 		return viewer{}, reasonInvalid, invalidToken("the token's resource claim must be an IVS stage ARN")
-	case v.Participant != "" && !participantID.MatchString(v.Participant):
+	case v.Participant != "" && !isParticipantID(v.Participant):
 		return viewer{}, reasonInvalid, invalidToken("the token's jti claim (the participant id) must be 1 to 64 of a-z, A-Z, 0-9, _ and -")
 	case v.User == "" && v.Participant == "":
 		return viewer{}, reasonInvalid, invalidToken("the token names no user: it needs a user_id or a jti claim")

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -84,7 +83,7 @@ func (s *server) handleJoin() echo.HandlerFunc {
 		if s.WriteBehind != nil {
 			s.WriteBehind.Learn(res.Session, req.UserID, at, res.Viewers)
 		}
-		return c.JSON(http.StatusOK, joinResponse{
+		return joinAnswer(c, joinResponse{
 			SessionID: res.Session, Viewers: res.Viewers, Rejoined: res.Rejoined,
 			HeartbeatInterval: int(s.heartbeatEvery.Seconds()), Timeout: int(s.Stream.Timeout().Seconds()),
 		})
@@ -141,6 +140,33 @@ func viewersAnswer(c echo.Context, n int64) error {
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, b)
 }
 
+// joinAnswer writes r as c.JSON would (the same bytes, a newline last),
+// without reflection. A session ID is ULID characters and never needs
+// escaping; one that did would take c.JSON.
+func joinAnswer(c echo.Context, r joinResponse) error {
+	for i := 0; i < len(r.SessionID); i++ {
+		if b := r.SessionID[i]; b < 0x20 || b >= 0x7f || b == '"' || b == '\\' || b == '<' || b == '>' || b == '&' {
+			return c.JSON(http.StatusOK, r)
+		}
+	}
+	var buf [192]byte
+	b := append(buf[:0], `{"session_id":"`...)
+	b = append(b, r.SessionID...)
+	b = append(b, `","viewers":`...)
+	b = strconv.AppendInt(b, r.Viewers, 10)
+	b = append(b, `,"heartbeat_interval_seconds":`...)
+	b = strconv.AppendInt(b, int64(r.HeartbeatInterval), 10)
+	b = append(b, `,"timeout_seconds":`...)
+	b = strconv.AppendInt(b, int64(r.Timeout), 10)
+	b = append(b, `,"rejoined":`...)
+	b = strconv.AppendBool(b, r.Rejoined)
+	b = append(b, "}\n"...)
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, b)
+}
+
+// The leave's two answers, as c.JSON writes {"closed": …}.
+var closedTrue, closedFalse = []byte(`{"closed":true}` + "\n"), []byte(`{"closed":false}` + "\n")
+
 // handleLeave: POST /v1/viewers/leave, repeat-safe; also takes the text/plain
 // body of navigator.sendBeacon.
 func (s *server) handleLeave() echo.HandlerFunc {
@@ -163,18 +189,24 @@ func (s *server) handleLeave() echo.HandlerFunc {
 		if err != nil {
 			return s.redisError(c, "leave", err)
 		}
-		return c.JSON(http.StatusOK, map[string]bool{"closed": closed})
+		if closed {
+			return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, closedTrue)
+		}
+		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, closedFalse)
 	}
 }
 
-var countryCode = regexp.MustCompile(`^[A-Z]{2}$`)
+// isCountryCode reports whether v is two letters A-Z.
+func isCountryCode(v string) bool {
+	return len(v) == 2 && 'A' <= v[0] && v[0] <= 'Z' && 'A' <= v[1] && v[1] <= 'Z'
+}
 
 // country comes from a CDN header when a trusted proxy sent the request, else
 // from the embedded IP-to-country table (phuslu/iploc), else empty.
 func (s *server) country(r *http.Request, ip string) string {
 	if peerTrusted(r, s.TrustedProxies) {
 		for _, h := range []string{"CloudFront-Viewer-Country", "CF-IPCountry"} {
-			if v := r.Header.Get(h); countryCode.MatchString(v) && v != "XX" {
+			if v := r.Header.Get(h); isCountryCode(v) && v != "XX" {
 				return v
 			}
 		}
@@ -183,7 +215,7 @@ func (s *server) country(r *http.Request, ip string) string {
 	if err != nil {
 		return ""
 	}
-	if c := iploc.IPCountry(addr.Unmap()); countryCode.MatchString(c) && c != "ZZ" {
+	if c := iploc.IPCountry(addr.Unmap()); isCountryCode(c) && c != "ZZ" {
 		return c
 	}
 	return ""

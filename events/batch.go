@@ -15,13 +15,17 @@ import (
 // batcher groups the script calls of concurrent requests into shared
 // pipelines: a few flush loops each take whatever calls are waiting (never
 // waiting for more), send them as one pipeline and hand every caller its own
-// reply. Under light load a call is a pipeline of one, so nothing waits for
+// reply. Under light load a call is a pipeline of one, which its caller sends
+// itself while fewer than loops pipelines are in flight, so nothing waits for
 // company; under heavy load one round trip and one Redis read carry many
 // calls. Each call is still its own atomic script, answered only after its
 // own write is done.
 type batcher struct {
 	rdb   redis.UniversalClient
 	calls chan *call
+	// slots holds a token per pipeline in flight, loops' and callers' own
+	// alike: at most cap(slots) at once.
+	slots chan struct{}
 	max   int
 	once  sync.Once
 	loops int
@@ -61,6 +65,19 @@ func newBatcher(rdb redis.UniversalClient, loops, max int) *batcher {
 func (b *batcher) run(ctx context.Context, script *redis.Script, keys []string, args []any) (any, error) {
 	b.once.Do(b.start)
 	c := &call{ctx: ctx, script: script, keys: keys, args: args, done: make(chan struct{})}
+	if len(b.calls) == 0 {
+		// Nothing waits for company: while a pipeline slot is free the
+		// caller sends its own, sparing two goroutine hand-offs (to a loop
+		// and back), most of the cost of a lone call.
+		select {
+		case b.slots <- struct{}{}:
+			one := [1]*call{c}
+			b.flush(one[:])
+			<-b.slots
+			return c.res, c.err
+		default:
+		}
+	}
 	select {
 	case b.calls <- c:
 	case <-ctx.Done():
@@ -97,7 +114,9 @@ func (b *batcher) loop() {
 				break fill
 			}
 		}
+		b.slots <- struct{}{}
 		b.flush(batch)
+		<-b.slots
 	}
 }
 

@@ -177,6 +177,7 @@ else
     -- present once, silent past the timeout, not yet swept: close that
     -- session at its last sign of life before opening a new one.
     close(old, user, sk, 'timeout', last or tonumber(ulid_ms(old)))
+    named = nil -- close may have released the stage's name
   elseif old then
     redis.call('HDEL', mk, user)
   end
@@ -184,7 +185,7 @@ end
 
 local f = event('join', sid, user, stage, (rejoined == 0) and participant or nil, now)
 if rejoined == 0 then
-  redis.call('HSET', names, h, stage)
+  if not named then redis.call('HSET', names, h, stage) end
   redis.call('HSET', sk, sid, user)
   redis.call('HSET', mk, user, sid)
   if ua ~= '' then f[#f+1] = 'ua'; f[#f+1] = ua end
@@ -204,10 +205,14 @@ local count = live_count()
 -- snapshotter leaves behind.
 local hour = math.floor(now / 3600000)
 local minute = tostring(math.floor(now / 60000))
-local prev = tonumber(redis.call('HGET', peak, minute) or '0')
-if count > prev then
+local prev = redis.call('HGET', peak, minute)
+if not prev then
+  -- the expiry is one instant for the whole hour's hash: set it with the
+  -- first count of each minute, not with every higher one
   redis.call('HSET', peak, minute, count)
   redis.call('PEXPIRE', peak, (hour + 1) * 3600000 + peak_keep - now)
+elseif count > tonumber(prev) then
+  redis.call('HSET', peak, minute, count)
 end
 return {sid, count, rejoined}
 `)
