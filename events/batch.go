@@ -54,7 +54,7 @@ const (
 )
 
 func newBatcher(rdb redis.UniversalClient, loops, max int) *batcher {
-	return &batcher{rdb: rdb, calls: make(chan *call, loops*max), max: max, loops: loops, timeout: 5 * time.Second}
+	return &batcher{rdb: rdb, slots: make(chan struct{}, loops), calls: make(chan *call, loops*max), max: max, loops: loops, timeout: 5 * time.Second}
 }
 
 // run sends one script call through a shared pipeline and waits for its
