@@ -20,7 +20,8 @@ func TestReadAPIClientFromNode(t *testing.T) {
 	node := testutil.Node(t)
 	testutil.RequireFile(t, "node_modules/openapi-fetch/package.json", "run npm ci in sdk/")
 	dbURL := testutil.Schema(t)
-	common := map[string]string{"REDIS_URL": testutil.RedisURL(t), "REDIS_PREFIX": "vpsdk-" + testutil.RandomID(6), "DATABASE_URL": dbURL}
+	_, prefix := testutil.Redis(t) // its keys are deleted when the test ends
+	common := map[string]string{"REDIS_URL": testutil.RedisURL(t), "REDIS_PREFIX": prefix, "DATABASE_URL": dbURL}
 	ingest := startProc(t, "ingest", merge(common, map[string]string{"API_KEYS": "ops-secret", "JOIN_RATE": "off", "JOIN_RATE_PER_USER": "off"}))
 	startProc(t, "projector", common)
 

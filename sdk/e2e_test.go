@@ -148,8 +148,9 @@ func newE2E(t *testing.T, auth string, timeout time.Duration) *e2e {
 	}
 	e.pageOrigin = "http://" + page.Addr().String()
 
+	_, prefix := testutil.Redis(t) // its keys are deleted when the test ends
 	common := map[string]string{
-		"REDIS_URL": testutil.RedisURL(t), "REDIS_PREFIX": "vpsdk-" + testutil.RandomID(6),
+		"REDIS_URL": testutil.RedisURL(t), "REDIS_PREFIX": prefix,
 		"DATABASE_URL": e.dbURL, "HEARTBEAT_TIMEOUT": timeout.String(),
 	}
 	ingestEnv := merge(common, map[string]string{
