@@ -10,11 +10,12 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// The contract's patterns; isStageARN and isParticipantID must accept
+// The contract's patterns; isStageARN, isParticipantID and isCountryCode must accept
 // exactly what they accept.
 var (
 	stageARNPattern      = regexp.MustCompile(`^arn:aws:ivs:[a-z0-9-]+:[0-9]+:stage/[a-zA-Z0-9-]+$`)
 	participantIDPattern = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
+	countryCodePattern   = regexp.MustCompile(`^[A-Z]{2}$`)
 )
 
 func FuzzMatchersAgreeWithPatterns(f *testing.F) {
@@ -35,7 +36,7 @@ func FuzzMatchersAgreeWithPatterns(f *testing.F) {
 		if got, want := isParticipantID(s), participantIDPattern.MatchString(s); got != want {
 			t.Errorf("isParticipantID(%q) = %v, the pattern says %v", s, got, want)
 		}
-		if got, want := isCountryCode(s), regexp.MustCompile(`^[A-Z]{2}$`).MatchString(s); got != want {
+		if got, want := isCountryCode(s), countryCodePattern.MatchString(s); got != want {
 			t.Errorf("isCountryCode(%q) = %v, the pattern says %v", s, got, want)
 		}
 	})
@@ -64,7 +65,7 @@ func TestJoinAnswerIsCJSON(t *testing.T) {
 				want.Code, want.Header().Get("Content-Type"), want.Body)
 		}
 		var back joinResponse
-		if err := json.Unmarshal(got.Body.Bytes(), &back); err != nil || back != r && r.SessionID[0] != 'a' {
+		if err := json.Unmarshal(got.Body.Bytes(), &back); err != nil || back != r {
 			t.Errorf("joinAnswer(%+v) reads back as %+v (%v)", r, back, err)
 		}
 	}
