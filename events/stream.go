@@ -63,8 +63,9 @@ type Stream struct {
 	prefix string
 	parts  []Keys // parts[p] = PartitionKeys(prefix, p)
 	// fixed[p] = the first three script keys of partition p (stageKeys),
-	// named once rather than on every step
-	fixed [][3]string
+	// then its capacity and moved hashes (the join's), named once rather
+	// than on every step
+	fixed [][5]string
 	// placement maps the stages that name a master to it (Keys.Placement),
 	// read by RefreshPlacement; nil until then.
 	placement atomic.Pointer[map[string]string]
@@ -107,10 +108,10 @@ func NewPartitionedStream(rdb redis.UniversalClient, prefix string, timeout time
 		n = 1
 	}
 	parts := make([]Keys, n)
-	fixed := make([][3]string, n)
+	fixed := make([][5]string, n)
 	for p := range parts {
 		k := PartitionKeys(prefix, p)
-		parts[p], fixed[p] = k, [3]string{k.Stream(), k.Stages(), k.StageNames()}
+		parts[p], fixed[p] = k, [5]string{k.Stream(), k.Stages(), k.StageNames(), k.Capacity(), k.Moved()}
 	}
 	return &Stream{rdb: rdb, prefix: prefix, parts: parts, fixed: fixed, timeout: timeout, PeakKeep: DefaultPeakKeep,
 		Now: time.Now, batch: newBatcher(rdb, 8, 64)}
@@ -179,7 +180,8 @@ func (s *Stream) Join(ctx context.Context, r JoinRequest) (JoinResult, error) {
 	var err error
 	for attempt := 0; ; attempt++ {
 		k := s.KeysOf(r.Stage)
-		keys := append(s.stageKeys(k, h, bucket), k.Capacity(), k.peak(h, now), k.Moved(), k.Reserved(r.Stage))
+		f := &s.fixed[k.part]
+		keys := append(s.stageKeys(k, h, bucket, 4), f[3], k.peak(h, now), f[4], k.Reserved(r.Stage))
 		res, err = s.run(ctx, joinScript, keys, h, now, s.MaxLen,
 			// The ULID's time is the join's: the Lua steps read the join time
 			// back from the session ID instead of storing it.
@@ -269,7 +271,7 @@ func (s *Stream) Sweep(ctx context.Context, stage string, limit int, idleBefore 
 	if err != nil {
 		return 0, fmt.Errorf("sweep %s: %w", stage, err)
 	}
-	keys := s.stageKeys(k, h, "")[:5]
+	keys := s.stageKeys(k, h, "", 0)[:5]
 	args := []any{h, now.UnixMilli(), s.timeout.Milliseconds(), 0, 0, limit, idleBefore.UnixMilli(), stage}
 	seen := map[string]bool{}
 	for _, u := range users {
@@ -289,9 +291,9 @@ func (s *Stream) Sweep(ctx context.Context, stage string, limit int, idleBefore 
 // stageKeys are KEYS[1..6] of every script (scripts.go): the partition's
 // stream, stages and stage names, the stage's presence and members, and the
 // session bucket.
-func (s *Stream) stageKeys(k Keys, h, bucket string) []string {
+func (s *Stream) stageKeys(k Keys, h, bucket string, more int) []string {
 	f := &s.fixed[k.part]
-	return []string{f[0], f[1], f[2], k.present(h), k.members(h), k.SessionBucket(bucket)}
+	return append(make([]string, 0, 6+more), f[0], f[1], f[2], k.present(h), k.members(h), k.SessionBucket(bucket))
 }
 
 // sessionKeys are the script keys of session sid's step, and its stage
@@ -301,11 +303,11 @@ func (s *Stream) sessionKeys(sid string) (keys []string, h string, ok bool) {
 	if err != nil || ref.Partition >= len(s.parts) {
 		return nil, "", false
 	}
-	return s.stageKeys(s.parts[ref.Partition], ref.Stage, ref.Bucket), ref.Stage, true
+	return s.stageKeys(s.parts[ref.Partition], ref.Stage, ref.Bucket, 0), ref.Stage, true
 }
 
 func (s *Stream) run(ctx context.Context, script *redis.Script, keys []string, h string, now time.Time, bound int64, args ...any) ([]any, error) {
-	argv := append([]any{h, now.UnixMilli(), s.timeout.Milliseconds(), bound, deadline(ctx)}, args...)
+	argv := append(append(make([]any, 0, 5+len(args)), h, now.UnixMilli(), s.timeout.Milliseconds(), bound, deadline(ctx)), args...)
 	reply, err := s.batch.run(ctx, script, keys, argv)
 	res, _ := reply.([]any)
 	if err != nil {
