@@ -20,6 +20,16 @@ import (
 // company; under heavy load one round trip and one Redis read carry many
 // calls. Each call is still its own atomic script, answered only after its
 // own write is done.
+//
+// With a flush delay (SetFlushDelay; rueidis's MaxFlushDelay is the same
+// idea) pipelines start at most once per delay while calls keep coming. A
+// call within the delay of the last start joins the group that starts next:
+// its first call leads it, waits out the delay and sends the group as one
+// pipeline; the others wait for their replies as they would for Redis's. A
+// call after a quiet spell of the delay goes at once. Fewer, fuller
+// pipelines cost ingest and Redis one write, one read and one wake-up each
+// instead of one per call, for at most the delay more latency per call, and
+// only under load.
 type batcher struct {
 	rdb   redis.UniversalClient
 	calls chan *call
@@ -31,7 +41,17 @@ type batcher struct {
 	loops int
 	// timeout bounds a pipeline whose callers set no deadline.
 	timeout time.Duration
+
+	// delay is the flush delay (0: none). mu guards next, the group that
+	// starts next (nil: none), and last, when the latest pipeline started.
+	delay time.Duration
+	mu    sync.Mutex
+	next  *group
+	last  time.Time
 }
+
+// group is the calls of one delayed pipeline, in the order they came.
+type group struct{ calls []*call }
 
 type call struct {
 	ctx    context.Context
@@ -63,8 +83,11 @@ func newBatcher(rdb redis.UniversalClient, loops, max int) *batcher {
 // scripts refuse to run past their deadline, so it ran, if at all, before
 // the caller gave up). So is a call whose connection failed after sending.
 func (b *batcher) run(ctx context.Context, script *redis.Script, keys []string, args []any) (any, error) {
-	b.once.Do(b.start)
 	c := &call{ctx: ctx, script: script, keys: keys, args: args, done: make(chan struct{})}
+	if b.delay > 0 {
+		return b.delayed(c)
+	}
+	b.once.Do(b.start)
 	if len(b.calls) == 0 {
 		// Nothing waits for company: while a pipeline slot is free the
 		// caller sends its own, sparing two goroutine hand-offs (to a loop
@@ -83,14 +106,66 @@ func (b *batcher) run(ctx context.Context, script *redis.Script, keys []string, 
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	return c.wait()
+}
+
+// wait waits for c's reply or its caller's end.
+func (c *call) wait() (any, error) {
 	select {
 	case <-c.done:
 		return c.res, c.err
-	case <-ctx.Done():
+	case <-c.ctx.Done():
 		if c.state.CompareAndSwap(queued, abandoned) {
-			return nil, ctx.Err() // never sent: nothing was recorded
+			return nil, c.ctx.Err() // never sent: nothing was recorded
 		}
-		return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
+		return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, c.ctx.Err())
+	}
+}
+
+// delayed runs c with the flush delay: at once after a quiet spell, else in
+// the next group, which c leads when there is none. The leader waits out the
+// delay even when its own caller gives up meanwhile (the others' calls
+// depend on it; flush skips its own), and its pipeline ends with the latest
+// caller's deadline, at most the delay after its own.
+func (b *batcher) delayed(c *call) (any, error) {
+	b.mu.Lock()
+	if g := b.next; g != nil && len(g.calls) < b.max {
+		g.calls = append(g.calls, c)
+		b.mu.Unlock()
+		return c.wait()
+	}
+	now := time.Now()
+	calls := []*call{c}
+	if wait := b.delay - now.Sub(b.last); wait > 0 {
+		g := &group{calls: append(make([]*call, 0, b.max), c)}
+		b.next = g
+		b.mu.Unlock()
+		time.Sleep(wait)
+		b.mu.Lock()
+		if b.next == g {
+			b.next = nil // no call joins a group taken off next
+		}
+		b.last = time.Now()
+		calls = g.calls
+	} else {
+		b.last = now
+	}
+	b.mu.Unlock()
+	select {
+	case b.slots <- struct{}{}:
+		b.flush(calls)
+		<-b.slots
+		return c.res, c.err
+	default:
+		// Every pipeline slot is taken (Redis is slow or stuck): the calls
+		// wait for one in the background, their callers no longer than
+		// their contexts allow.
+		go func() {
+			b.slots <- struct{}{}
+			b.flush(calls)
+			<-b.slots
+		}()
+		return c.wait()
 	}
 }
 

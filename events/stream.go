@@ -117,6 +117,11 @@ func NewPartitionedStream(rdb redis.UniversalClient, prefix string, timeout time
 		Now: time.Now, batch: newBatcher(rdb, 8, 64)}
 }
 
+// SetFlushDelay sets the least time between two pipelines of script calls
+// while calls keep coming (0, the default: none; batch.go). Call it before
+// the stream's first step.
+func (s *Stream) SetFlushDelay(d time.Duration) { s.batch.delay = d }
+
 // Keys returns the key names of partition 0: with one partition, every key
 // the stream uses.
 func (s *Stream) Keys() Keys { return s.parts[0] }

@@ -370,12 +370,19 @@ func TestRecordEveryThinsHeartbeatsNotPresence(t *testing.T) {
 // socket (the script checks its deadline on Redis's clock). Each says which
 // it was: a plain context error (never sent) or ErrOutcomeUnknown.
 func TestAbandonedCallsDoNotRunLater(t *testing.T) {
+	for _, delay := range []time.Duration{0, 2 * time.Millisecond} {
+		t.Run(fmt.Sprint("delay=", delay), func(t *testing.T) { abandonedCallsDoNotRunLater(t, delay) })
+	}
+}
+
+func abandonedCallsDoNotRunLater(t *testing.T, delay time.Duration) {
 	srv := testutil.StartRedisServer(t, "--enable-debug-command", "yes")
 	opt, _ := redis.ParseURL(srv.URL)
 	opt.ContextTimeoutEnabled = true // as config.Common.Redis sets it
 	rdb := redis.NewClient(opt)
 	t.Cleanup(func() { rdb.Close() })
 	s := events.NewStream(rdb, "stuck", 120*time.Second)
+	s.SetFlushDelay(delay)
 	ctx := context.Background()
 	if _, err := s.Join(ctx, events.JoinRequest{Stage: stage, User: "warm"}); err != nil {
 		t.Fatal(err)
