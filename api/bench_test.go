@@ -3,9 +3,11 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,12 +36,7 @@ func BenchmarkHeartbeatHandler(b *testing.B) {
 	b.SetParallelism(16)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			req := httptest.NewRequest(http.MethodPost, "/v1/viewers/heartbeat", strings.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
-			if rec.Code != 200 {
-				b.Errorf("status %d: %s", rec.Code, rec.Body)
+			if !benchPost(b, h, "/v1/viewers/heartbeat", body, "") {
 				return
 			}
 		}
@@ -66,14 +63,48 @@ func BenchmarkHeartbeatSkipped(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			req := httptest.NewRequest(http.MethodPost, "/v1/viewers/heartbeat", strings.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
-			if rec.Code != 200 {
-				b.Errorf("status %d: %s", rec.Code, rec.Body)
+			if !benchPost(b, h, "/v1/viewers/heartbeat", body, "") {
 				return
 			}
 		}
 	})
+}
+
+// BenchmarkJoinHandler is one join through the whole handler (routing,
+// metrics, body, validation, the Redis step, write-behind, the answer) of a
+// new viewer, over 200 stages, callers in parallel; allocations per request
+// are the figure to watch.
+func BenchmarkJoinHandler(b *testing.B) {
+	rdb, prefix := testutil.Redis(b)
+	s := events.NewStream(rdb, prefix, 120*time.Second)
+	h := api.NewServer(api.Config{Stream: s, Registry: ops.NewRegistry(), WriteBehind: s.NewWriteBehind(0)})
+	var n atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			body := fmt.Sprintf(`{"stage_arn":"%s%d","user_id":"u%d"}`, stage[:len(stage)-1], i%200, i)
+			if !benchPost(b, h, "/v1/viewers/join", body, "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0 Safari/537.36") {
+				return
+			}
+		}
+	})
+}
+
+// benchPost posts the JSON body to path of h (with a User-Agent, if ua is not
+// empty) and reports whether it was answered 200.
+func benchPost(b *testing.B, h http.Handler, path, body, ua string) bool {
+	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if ua != "" {
+		req.Header.Set("User-Agent", ua)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		b.Errorf("status %d: %s", rec.Code, rec.Body)
+		return false
+	}
+	return true
 }

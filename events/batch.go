@@ -56,8 +56,7 @@ type group struct{ calls []*call }
 type call struct {
 	ctx    context.Context
 	script *redis.Script
-	keys   []string
-	args   []any
+	cmd    []any // the EVALSHA command (runCmd)
 	res    any
 	err    error
 	done   chan struct{}
@@ -83,7 +82,18 @@ func newBatcher(rdb redis.UniversalClient, loops, max int) *batcher {
 // scripts refuse to run past their deadline, so it ran, if at all, before
 // the caller gave up). So is a call whose connection failed after sending.
 func (b *batcher) run(ctx context.Context, script *redis.Script, keys []string, args []any) (any, error) {
-	c := &call{ctx: ctx, script: script, keys: keys, args: args, done: make(chan struct{})}
+	cmd := make([]any, 0, 3+len(keys)+len(args))
+	cmd = append(cmd, "evalsha", script.Hash(), len(keys))
+	for _, k := range keys {
+		cmd = append(cmd, k)
+	}
+	return b.runCmd(ctx, script, append(cmd, args...))
+}
+
+// runCmd is run of a whole EVALSHA command of script: "evalsha", the
+// script's hash, the number of keys, the keys, the arguments.
+func (b *batcher) runCmd(ctx context.Context, script *redis.Script, cmd []any) (any, error) {
+	c := &call{ctx: ctx, script: script, cmd: cmd, done: make(chan struct{})}
 	if b.delay > 0 {
 		return b.delayed(c)
 	}
@@ -227,14 +237,18 @@ func (b *batcher) flush(batch []*call) {
 	cmds := make([]*redis.Cmd, len(batch))
 	pipe := b.rdb.Pipeline()
 	for i, c := range batch {
-		cmds[i] = pipe.EvalSha(ctx, c.script.Hash(), c.keys, c.args...)
+		cmds[i] = redis.NewCmd(ctx, c.cmd...)
+		_ = pipe.Process(ctx, cmds[i])
 	}
 	_, _ = pipe.Exec(ctx)
 	for i, c := range batch {
 		c.res, c.err = cmds[i].Result()
 		if c.err != nil && redis.HasErrorPrefix(c.err, "NOSCRIPT") {
-			// First use after a Redis restart or SCRIPT FLUSH: Run loads it.
-			c.res, c.err = c.script.Run(ctx, b.rdb, c.keys, c.args...).Result()
+			// First use after a Redis restart or SCRIPT FLUSH: load it (on
+			// every node of a cluster) and send the call again.
+			if c.err = c.script.Load(ctx, b.rdb).Err(); c.err == nil {
+				c.res, c.err = b.rdb.Do(ctx, c.cmd...).Result()
+			}
 		}
 		if c.err != nil && mayHaveRun(c.err) {
 			c.err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, c.err)

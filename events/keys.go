@@ -69,7 +69,9 @@ func (k Keys) Group(master string) string { return k.base + "group:" + StageHash
 
 // Reserved is a stage's sorted set of the users holding a seat on it (seat
 // assignment), scored by when the seat expires (Unix ms).
-func (k Keys) Reserved(stage string) string { return k.base + "reserved:" + StageHash(stage) }
+func (k Keys) Reserved(stage string) string { return k.reserved(StageHash(stage)) }
+
+func (k Keys) reserved(h string) string { return k.base + "reserved:" + h }
 
 // Meta (partition 0 only) records the deployment's layout: the number of
 // partitions it was created with (CheckPartitions).
@@ -151,7 +153,15 @@ const StageHashLen = 10
 // the second is refused with ErrStageCollision: about one chance in 10^5 at
 // a million live stages).
 func StageHash(stage string) string {
-	sum := sha256.Sum256([]byte(stage))
+	// an ARN (up to 256 bytes, checkStage) is copied to the stack, not to
+	// the heap as a conversion of a string this long would be
+	var buf [256]byte
+	var sum [sha256.Size]byte
+	if len(stage) <= len(buf) {
+		sum = sha256.Sum256(append(buf[:0], stage...))
+	} else {
+		sum = sha256.Sum256([]byte(stage))
+	}
 	n := binary.BigEndian.Uint64(sum[:8]) >> 14 // the first 50 bits
 	var b [StageHashLen]byte
 	for i := StageHashLen - 1; i >= 0; i-- {

@@ -15,6 +15,8 @@ const luaCommon = `
 local stream, stages, names, pk, mk, sk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local h = ARGV[1]
 local now = tonumber(ARGV[2])
+-- now as ingest wrote it: passed to Redis as is, never formatted back
+local now_s = ARGV[2]
 local timeout = tonumber(ARGV[3])
 local bound = tonumber(ARGV[4])
 local deadline = tonumber(ARGV[5])
@@ -91,7 +93,7 @@ local function event(typ, sid, user, stage, participant, at)
   if participant ~= nil and participant ~= '' then
     f[#f+1] = 'participant'; f[#f+1] = participant
   end
-  f[#f+1] = 'at'; f[#f+1] = tostring(at)
+  f[#f+1] = 'at'; f[#f+1] = (at == now) and now_s or tostring(at)
   return f
 end
 
@@ -154,7 +156,11 @@ if named and named ~= stage then
 end
 
 local rejoined = 0
-local old = redis.call('HGET', mk, user)
+-- A new viewer (the common join) takes the stage's members entry at once:
+-- one scan of the members hash, not a lookup and then a write. The entry is
+-- removed again if the stage is full.
+local fresh = redis.call('HSETNX', mk, user, sid) == 1
+local old = (not fresh) and redis.call('HGET', mk, user)
 -- the old session's routing part (partition, bucket, stage hash) is the new
 -- one's: same stage, same user; anything else was not written by this layout
 local old_rec = old and string.sub(old, 27) == string.sub(sid, 27) and redis.call('HGET', sk, old)
@@ -170,6 +176,7 @@ else
   if cap > 0 then
     redis.call('ZREMRANGEBYSCORE', reserved, '-inf', now)
     if not redis.call('ZSCORE', reserved, user) and live_count() + redis.call('ZCARD', reserved) >= cap then
+      if fresh then redis.call('HDEL', mk, user) end
       return redis.error_reply('STAGE_FULL stage holds ' .. cap .. ' viewers')
     end
   end
@@ -178,8 +185,6 @@ else
     -- session at its last sign of life before opening a new one.
     close(old, user, sk, 'timeout', last or tonumber(ulid_ms(old)))
     named = nil -- close may have released the stage's name
-  elseif old then
-    redis.call('HDEL', mk, user)
   end
 end
 
@@ -187,14 +192,14 @@ local f = event('join', sid, user, stage, (rejoined == 0) and participant or nil
 if rejoined == 0 then
   if not named then redis.call('HSET', names, h, stage) end
   redis.call('HSET', sk, sid, user)
-  redis.call('HSET', mk, user, sid)
+  if not fresh then redis.call('HSET', mk, user, sid) end
   if ua ~= '' then f[#f+1] = 'ua'; f[#f+1] = ua end
   if ip ~= '' then f[#f+1] = 'ip'; f[#f+1] = ip end
   if country ~= '' then f[#f+1] = 'country'; f[#f+1] = country end
 end
 xadd(f)
-redis.call('ZADD', pk, 'GT', now, user)
-redis.call('ZADD', stages, 'GT', now, stage)
+redis.call('ZADD', pk, 'GT', now_s, user)
+redis.call('ZADD', stages, 'GT', now_s, stage)
 redis.call('ZREM', reserved, user)
 
 local count = live_count()

@@ -62,10 +62,12 @@ type Stream struct {
 	rdb    redis.UniversalClient
 	prefix string
 	parts  []Keys // parts[p] = PartitionKeys(prefix, p)
-	// fixed[p] = the first three script keys of partition p (stageKeys),
+	// fixed[p] = the first three script keys of partition p (command),
 	// then its capacity and moved hashes (the join's), named once rather
-	// than on every step
-	fixed [][5]string
+	// than on every step; fixedAny[p] the same, boxed once for the
+	// commands' argument lists
+	fixed    [][5]string
+	fixedAny [][5]any
 	// placement maps the stages that name a master to it (Keys.Placement),
 	// read by RefreshPlacement; nil until then.
 	placement atomic.Pointer[map[string]string]
@@ -109,11 +111,15 @@ func NewPartitionedStream(rdb redis.UniversalClient, prefix string, timeout time
 	}
 	parts := make([]Keys, n)
 	fixed := make([][5]string, n)
+	fixedAny := make([][5]any, n)
 	for p := range parts {
 		k := PartitionKeys(prefix, p)
 		parts[p], fixed[p] = k, [5]string{k.Stream(), k.Stages(), k.StageNames(), k.Capacity(), k.Moved()}
+		for i, key := range fixed[p] {
+			fixedAny[p][i] = key
+		}
 	}
-	return &Stream{rdb: rdb, prefix: prefix, parts: parts, fixed: fixed, timeout: timeout, PeakKeep: DefaultPeakKeep,
+	return &Stream{rdb: rdb, prefix: prefix, parts: parts, fixed: fixed, fixedAny: fixedAny, timeout: timeout, PeakKeep: DefaultPeakKeep,
 		Now: time.Now, batch: newBatcher(rdb, 8, 64)}
 }
 
@@ -185,13 +191,14 @@ func (s *Stream) Join(ctx context.Context, r JoinRequest) (JoinResult, error) {
 	var err error
 	for attempt := 0; ; attempt++ {
 		k := s.KeysOf(r.Stage)
-		f := &s.fixed[k.part]
-		keys := append(s.stageKeys(k, h, bucket, 4), f[3], k.peak(h, now), f[4], k.Reserved(r.Stage))
-		res, err = s.run(ctx, joinScript, keys, h, now, s.MaxLen,
+		f := &s.fixedAny[k.part]
+		cmd := append(s.command(joinScript, 10, 8, k, h, bucket), f[3], k.peak(h, now), f[4], k.reserved(h))
+		cmd = append(s.common(ctx, cmd, h, now, s.MaxLen),
 			// The ULID's time is the join's: the Lua steps read the join time
 			// back from the session ID instead of storing it.
 			newSessionID(now, k.part, bucket, h),
 			r.User, r.Stage, r.Participant, r.UA, r.IP, r.Country, s.PeakKeep.Milliseconds())
+		res, err = s.run(ctx, joinScript, cmd)
 		if !errors.Is(err, errMoved) || attempt > 0 {
 			break
 		}
@@ -227,11 +234,12 @@ type HeartbeatResult struct {
 
 // HeartbeatStep is Heartbeat, also returning the session's user.
 func (s *Stream) HeartbeatStep(ctx context.Context, session string) (HeartbeatResult, error) {
-	keys, h, ok := s.sessionKeys(session)
+	ref, ok := s.sessionRef(session)
 	if !ok {
 		return HeartbeatResult{}, ErrSessionNotFound
 	}
-	res, err := s.run(ctx, heartbeatScript, keys, h, s.Now(), s.MaxLen, session, s.RecordEvery.Milliseconds())
+	cmd := s.common(ctx, s.command(heartbeatScript, 6, 2, s.parts[ref.Partition], ref.Stage, ref.Bucket), ref.Stage, s.Now(), s.MaxLen)
+	res, err := s.run(ctx, heartbeatScript, append(cmd, session, s.RecordEvery.Milliseconds()))
 	if err != nil {
 		return HeartbeatResult{}, fmt.Errorf("heartbeat: %w", err)
 	}
@@ -247,11 +255,12 @@ func (s *Stream) HeartbeatStep(ctx context.Context, session string) (HeartbeatRe
 // nothing and reports closed=false. Errors: ErrTooLate, ErrOutcomeUnknown
 // (wrapped), or Redis's own.
 func (s *Stream) Leave(ctx context.Context, session string) (closed bool, err error) {
-	keys, h, ok := s.sessionKeys(session)
+	ref, ok := s.sessionRef(session)
 	if !ok {
 		return false, nil
 	}
-	res, err := s.run(ctx, leaveScript, keys, h, s.Now(), 0, session)
+	cmd := s.common(ctx, s.command(leaveScript, 6, 1, s.parts[ref.Partition], ref.Stage, ref.Bucket), ref.Stage, s.Now(), 0)
+	res, err := s.run(ctx, leaveScript, append(cmd, session))
 	if err != nil {
 		return false, fmt.Errorf("leave: %w", err)
 	}
@@ -276,7 +285,8 @@ func (s *Stream) Sweep(ctx context.Context, stage string, limit int, idleBefore 
 	if err != nil {
 		return 0, fmt.Errorf("sweep %s: %w", stage, err)
 	}
-	keys := s.stageKeys(k, h, "", 0)[:5]
+	f := &s.fixed[k.part]
+	keys := []string{f[0], f[1], f[2], k.present(h), k.members(h)}
 	args := []any{h, now.UnixMilli(), s.timeout.Milliseconds(), 0, 0, limit, idleBefore.UnixMilli(), stage}
 	seen := map[string]bool{}
 	for _, u := range users {
@@ -293,27 +303,38 @@ func (s *Stream) Sweep(ctx context.Context, stage string, limit int, idleBefore 
 	return n, nil
 }
 
-// stageKeys are KEYS[1..6] of every script (scripts.go): the partition's
-// stream, stages and stage names, the stage's presence and members, and the
-// session bucket.
-func (s *Stream) stageKeys(k Keys, h, bucket string, more int) []string {
-	f := &s.fixed[k.part]
-	return append(make([]string, 0, 6+more), f[0], f[1], f[2], k.present(h), k.members(h), k.SessionBucket(bucket))
+// command starts the EVALSHA command of a step of script on stage h of
+// partition k: the script's hash, its number of keys nkeys, and KEYS[1..6]
+// of every script (scripts.go), the partition's stream, stages and stage
+// names, the stage's presence and members, and the session bucket; room is
+// left for the step's other keys and ARGV[1..5] (common), then more
+// arguments. The arguments are boxed here once, not again by go-redis.
+func (s *Stream) command(script *redis.Script, nkeys, more int, k Keys, h, bucket string) []any {
+	f := &s.fixedAny[k.part]
+	cmd := make([]any, 0, 3+nkeys+5+more)
+	return append(cmd, "evalsha", script.Hash(), nkeys, f[0], f[1], f[2], k.present(h), k.members(h), k.SessionBucket(bucket))
 }
 
-// sessionKeys are the script keys of session sid's step, and its stage
-// hash; ok is false when sid is no session ID of this deployment.
-func (s *Stream) sessionKeys(sid string) (keys []string, h string, ok bool) {
+// common appends ARGV[1..5] of every script to cmd: the stage hash, now,
+// the heartbeat timeout, the stream bound and ctx's deadline.
+func (s *Stream) common(ctx context.Context, cmd []any, h string, now time.Time, bound int64) []any {
+	return append(cmd, h, now.UnixMilli(), s.timeout.Milliseconds(), bound, deadline(ctx))
+}
+
+// sessionRef is the parsed session ID sid; ok is false when it is no
+// session ID of this deployment.
+func (s *Stream) sessionRef(sid string) (ref SessionRef, ok bool) {
 	ref, err := ParseSessionID(sid)
 	if err != nil || ref.Partition >= len(s.parts) {
-		return nil, "", false
+		return SessionRef{}, false
 	}
-	return s.stageKeys(s.parts[ref.Partition], ref.Stage, ref.Bucket, 0), ref.Stage, true
+	return ref, true
 }
 
-func (s *Stream) run(ctx context.Context, script *redis.Script, keys []string, h string, now time.Time, bound int64, args ...any) ([]any, error) {
-	argv := append(append(make([]any, 0, 5+len(args)), h, now.UnixMilli(), s.timeout.Milliseconds(), bound, deadline(ctx)), args...)
-	reply, err := s.batch.run(ctx, script, keys, argv)
+// run runs the EVALSHA command cmd of script (command) through the shared
+// pipelines and maps the scripts' own errors.
+func (s *Stream) run(ctx context.Context, script *redis.Script, cmd []any) ([]any, error) {
+	reply, err := s.batch.runCmd(ctx, script, cmd)
 	res, _ := reply.([]any)
 	if err != nil {
 		switch msg := err.Error(); {
