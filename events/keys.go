@@ -153,8 +153,9 @@ const StageHashLen = 10
 // the second is refused with ErrStageCollision: about one chance in 10^5 at
 // a million live stages).
 func StageHash(stage string) string {
-	// an ARN (up to 256 bytes, checkStage) is copied to the stack, not to
-	// the heap as a conversion of a string this long would be
+	// an ARN (at most 128 bytes through the API, checkStage) is copied to
+	// the stack, not to the heap as a conversion of a string this long
+	// would be
 	var buf [256]byte
 	var sum [sha256.Size]byte
 	if len(stage) <= len(buf) {
